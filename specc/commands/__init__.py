@@ -1,0 +1,1 @@
+"""CLI commands; every module here registers its commands on ``specc.cli.app``."""

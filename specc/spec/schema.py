@@ -1,0 +1,288 @@
+"""The spec as pydantic v2 models: extra keys forbidden, frozen.
+
+Only ``specc``, ``name``, ``assistant`` and one principle (id, title, statement)
+are required; everything else has a default that builds a sensible corpus.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+
+SLUG = r"^[a-z0-9][a-z0-9_-]*$"
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Shapes of real credentials; a spec is kept in git, so one of these is never accepted.
+KEY_SHAPES = re.compile(r"^(sk-|sk_|hf_|ghp_|gho_|xox[bp]-|AKIA|AIza|pk-|rk-|key-)|^[A-Za-z0-9_\-]{32,}$")
+
+DEFAULT_GENRES: tuple[str, ...] = (
+    "news report",
+    "textbook section",
+    "encyclopedia entry",
+    "forum thread",
+    "FAQ",
+    "case study",
+    "lecture transcript",
+    "op-ed",
+    "policy memo",
+    "interview",
+    "help-centre article",
+    "research summary",
+    "blog post",
+    "podcast transcript",
+    "book review",
+    "internal engineering wiki page",
+    "letter to the editor",
+    "ethics seminar discussion notes",
+    "customer story",
+    "explainer for parents",
+    "debate transcript",
+    "short story",
+)
+
+DemoKind = Literal["direct", "indirect", "edge_case", "adversarial", "multi_turn", "conflict"]
+DEMO_KINDS: tuple[str, ...] = ("direct", "indirect", "edge_case", "adversarial", "multi_turn", "conflict")
+STAGES: tuple[str, ...] = ("ideas", "document", "scenarios", "reply", "judge")
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Assistant(Model):
+    """Who the corpus is about."""
+
+    name: str = Field(min_length=1, description="The assistant's name, used in every document.")
+    developer: str = Field("", description="Who builds the assistant.")
+
+
+class Example(Model):
+    """A worked example of the principle; ``holdout`` examples never enter a prompt or the corpus."""
+
+    user: str = Field(min_length=1, description="What the user says.")
+    system: str | None = Field(None, description="An optional operator system prompt.")
+    good: str | None = Field(None, description="A reply that follows the principle.")
+    bad: str | None = Field(None, description="A reply that violates it.")
+    note: str = Field("", description="Why the good reply is good (or the bad one bad).")
+    holdout: bool = Field(False, description="Held out: used only to decontaminate the corpus.")
+
+    @model_validator(mode="after")
+    def _needs_a_reply(self) -> Example:
+        if self.good is None and self.bad is None:
+            raise ValueError("an example needs a `good` or a `bad` reply")
+        return self
+
+
+class Principle(Model):
+    """One rule the assistant follows, and why."""
+
+    id: str = Field(pattern=SLUG, max_length=64, description="Unique slug, e.g. `honesty`.")
+    title: str = Field(min_length=1)
+    statement: str = Field(min_length=1, description="What the assistant does.")
+    rationale: str = Field("", description="Why: explaining the value generalises better than the bare rule.")
+    subrules: list[str] = Field(default_factory=list)
+    priority: int = Field(5, ge=0, description="Lower wins when two principles conflict.")
+    weight: float = Field(1.0, gt=0, description="Relative share of the token budget.")
+    tags: list[str] = Field(default_factory=list)
+    examples: list[Example] = Field(default_factory=list)
+
+    @field_validator("weight")
+    @classmethod
+    def _finite(cls, v: float) -> float:
+        if not math.isfinite(v):
+            raise ValueError("must be a finite number")
+        return v
+
+
+class Budget(Model):
+    tokens: int = Field(200_000, gt=0, description="Total corpus size in tokens.")
+    tokenizer: str = Field(
+        "cl100k_base", description="A tiktoken encoding name, or a path to a Hugging Face tokenizer.json."
+    )
+
+
+class Mix(Model):
+    documents: float = Field(0.8, ge=0, le=1)
+    demonstrations: float = Field(0.2, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _sums_to_one(self) -> Mix:
+        total = self.documents + self.demonstrations
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"documents + demonstrations must sum to 1 (got {total:g})")
+        return self
+
+
+class Documents(Model):
+    genres: list[str] = Field(default_factory=lambda: list(DEFAULT_GENRES), min_length=1)
+    ideas_per_genre: int = Field(4, ge=1, le=100)
+    max_tokens: int = Field(1500, ge=64, description="Output limit for one document.")
+    audiences: list[str] = Field(
+        default_factory=lambda: ["general public", "students", "professionals", "policy makers", "developers"],
+        min_length=1,
+    )
+
+
+class Demonstrations(Model):
+    kinds: list[DemoKind] = Field(default_factory=lambda: list(DEMO_KINDS), min_length=1)
+    per_kind: int = Field(2, ge=1, le=100, description="Scenarios per principle and kind.")
+    judge: bool = Field(True, description="Grade each demonstration; failing ones are dropped.")
+    system_prompt_share: float = Field(0.3, ge=0, le=1, description="Share of scenarios with an operator prompt.")
+    max_tokens: int = Field(700, ge=32)
+    seed_with_examples: bool = Field(True, description="Show non-holdout examples to the scenario writer.")
+
+
+class Dedup(Model):
+    enabled: bool = True
+    threshold: float = Field(0.8, gt=0, le=1)
+    num_perm: int = Field(128, ge=16, le=1024)
+    ngram: int = Field(5, ge=1, le=20)
+
+
+class Decontamination(Model):
+    files: list[str] = Field(default_factory=list, description="Eval files, relative to the spec.")
+    ngram: int = Field(13, ge=4, le=50)
+
+
+class Filters(Model):
+    min_words: int = Field(40, ge=0, description="Documents shorter than this are dropped.")
+    min_reply_words: int = Field(3, ge=0)
+    require_assistant_name: bool = True
+    check_language: bool = True
+
+
+class Corpus(Model):
+    budget: Budget = Field(default_factory=Budget)
+    mix: Mix = Field(default_factory=Mix)
+    documents: Documents = Field(default_factory=Documents)
+    demonstrations: Demonstrations = Field(default_factory=Demonstrations)
+    dedup: Dedup = Field(default_factory=Dedup)
+    decontamination: Decontamination = Field(default_factory=Decontamination)
+    filters: Filters = Field(default_factory=Filters)
+    context: Literal["principle", "spec"] = Field(
+        "principle",
+        description="`principle`: a prompt carries only the principle(s) it targets, so an edit regenerates "
+        "only that principle. `spec`: every prompt carries the whole spec, and every edit regenerates all.",
+    )
+    rounds: int = Field(3, ge=1, le=20, description="Top-up rounds when a quota is short after curation.")
+    seed: int = 0
+
+
+class Prices(Model):
+    input_per_mtok: float = Field(ge=0, description="USD per million input tokens.")
+    output_per_mtok: float = Field(ge=0, description="USD per million output tokens.")
+
+
+class Generator(Model):
+    provider: Literal["local", "openai"] = "local"
+    model: str = "smollm2-135m"
+    base_url: str | None = None
+    api_key_env: str = Field(
+        "OPENAI_API_KEY", description="The NAME of the environment variable that holds the key."
+    )
+    temperature: float = Field(0.9, ge=0, le=2)
+    top_p: float = Field(1.0, gt=0, le=1)
+    seed: int | None = 0
+    concurrency: int = Field(8, ge=1, le=1024)
+    requests_per_minute: int | None = Field(None, gt=0)
+    tokens_per_minute: int | None = Field(None, gt=0)
+    timeout: float = Field(120.0, gt=0, description="Seconds per request.")
+    max_retries: int = Field(6, ge=0, le=50)
+    max_failure_rate: float = Field(0.25, gt=0, le=1, description="Stop when more tasks than this share fail.")
+    max_usd: float | None = Field(None, ge=0)
+    prices: Prices | None = None
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _a_name_not_a_key(cls, v: str) -> str:
+        if KEY_SHAPES.search(v) or not ENV_NAME.match(v):
+            raise ValueError(
+                "must be the NAME of an environment variable (e.g. OPENAI_API_KEY), "
+                "and this looks like a key itself; remove it from the spec and rotate it"
+            )
+        return v
+
+
+class Hub(Model):
+    repo: str | None = Field(None, pattern=r"^[\w.-]+/[\w.-]+$")
+    private: bool = True
+
+
+class Output(Model):
+    dir: str | None = Field(None, description="Default: build/<name>, relative to the spec.")
+    format: Literal["parquet", "jsonl.gz"] = "parquet"
+    shard_bytes: int = Field(500_000_000, gt=0, description="Target uncompressed shard size.")
+    hub: Hub = Field(default_factory=Hub)
+
+
+class Templates(Model):
+    """Per-stage Jinja2 template overrides, paths relative to the spec."""
+
+    ideas: str | None = None
+    document: str | None = None
+    scenarios: str | None = None
+    reply: str | None = None
+    judge: str | None = None
+
+
+class Spec(Model):
+    """A behavioural spec: who the assistant is, its principles, and the corpus to build."""
+
+    specc: Literal[1] = Field(description="Schema version.")
+    name: str = Field(pattern=SLUG, max_length=96)
+    version: str = "0.1.0"
+    description: str = ""
+    license: str = "cc-by-4.0"
+    language: str = Field("en", pattern=r"^[a-z]{2,3}$", description="ISO 639 code of the corpus language.")
+    assistant: Assistant
+    include: list[str] = Field(default_factory=list, description="Spec files whose principles are merged in.")
+    principles: Annotated[list[Principle], Field(min_length=1)]
+    corpus: Corpus = Field(default_factory=Corpus)
+    generator: Generator = Field(default_factory=Generator)
+    output: Output = Field(default_factory=Output)
+    templates: Templates = Field(default_factory=Templates)
+
+    # Set by the loader: the file it came from. Relative paths in the spec resolve against its folder.
+    _source: Path | None = PrivateAttr(None)
+
+    @property
+    def source(self) -> Path | None:
+        return self._source
+
+    @property
+    def base_dir(self) -> Path:
+        return self._source.parent if self._source else Path.cwd()
+
+    def resolve(self, relpath: str) -> Path:
+        """A path from the spec, resolved against the spec's folder."""
+        p = Path(relpath).expanduser()
+        return p if p.is_absolute() else self.base_dir / p
+
+    @property
+    def sha256(self) -> str:
+        return spec_sha256(self)
+
+    def principle(self, pid: str) -> Principle:
+        for p in self.principles:
+            if p.id == pid:
+                return p
+        raise KeyError(pid)
+
+
+class Fragment(Model):
+    """An included file: principles (and includes of its own) shared between specs."""
+
+    specc: Literal[1] | None = None
+    include: list[str] = Field(default_factory=list)
+    principles: list[Principle] = Field(default_factory=list)
+
+
+
+def spec_sha256(spec: Spec) -> str:
+    """Content hash of the resolved spec (includes merged, variables rendered)."""
+    from specc.records import sha256_hex
+
+    return sha256_hex(spec.model_dump(mode="json"))
