@@ -35,8 +35,8 @@ def fail(message: str, code: int) -> typer.Exit:
     return typer.Exit(code)
 
 
-def command(*args, **kwargs) -> Callable:
-    """``app.command`` plus the error policy: SpeccError -> message + exit code, never a traceback."""
+def command(*args, group: typer.Typer | None = None, **kwargs) -> Callable:
+    """``app.command`` (or ``group.command``) plus the error policy: SpeccError -> message + exit code."""
 
     def deco(fn: Callable) -> Callable:
         @functools.wraps(fn)
@@ -50,7 +50,7 @@ def command(*args, **kwargs) -> Callable:
             except KeyboardInterrupt:
                 raise fail("interrupted; finished work is cached and a rerun resumes", 130) from None
 
-        return app.command(*args, **kwargs)(wrapper)
+        return (group or app).command(*args, **kwargs)(wrapper)
 
     return deco
 
