@@ -80,14 +80,16 @@ class Principle(Model):
     """One rule the assistant follows, and why."""
 
     id: str = Field(pattern=SLUG, max_length=64, description="Unique slug, e.g. `honesty`.")
-    title: str = Field(min_length=1)
+    title: str = Field(min_length=1, description="A short name for the principle.")
     statement: str = Field(min_length=1, description="What the assistant does.")
     rationale: str = Field("", description="Why: explaining the value generalises better than the bare rule.")
-    subrules: list[str] = Field(default_factory=list)
+    subrules: list[str] = Field(default_factory=list, description="Concrete refinements of the statement.")
     priority: int = Field(5, ge=0, description="Lower wins when two principles conflict.")
     weight: float = Field(1.0, gt=0, description="Relative share of the token budget.")
-    tags: list[str] = Field(default_factory=list)
-    examples: list[Example] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list, description="Free-form labels, kept in the dataset card.")
+    examples: list[Example] = Field(
+        default_factory=list, description="Worked examples; they seed scenarios and guide the judge."
+    )
 
     @field_validator("weight")
     @classmethod
@@ -117,8 +119,10 @@ class Mix(Model):
 
 
 class Documents(Model):
-    genres: list[str] = Field(default_factory=lambda: list(DEFAULT_GENRES), min_length=1)
-    ideas_per_genre: int = Field(4, ge=1, le=100)
+    genres: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_GENRES), min_length=1, description="Kinds of document to write."
+    )
+    ideas_per_genre: int = Field(4, ge=1, le=100, description="Document ideas (and documents) per principle and genre.")
     max_tokens: int = Field(1500, ge=64, description="Output limit for one document.")
     audiences: list[str] = Field(
         default_factory=lambda: ["general public", "students", "professionals", "policy makers", "developers"],
@@ -127,7 +131,9 @@ class Documents(Model):
 
 
 class Demonstrations(Model):
-    kinds: list[DemoKind] = Field(default_factory=lambda: list(DEMO_KINDS), min_length=1)
+    kinds: list[DemoKind] = Field(
+        default_factory=lambda: list(DEMO_KINDS), min_length=1, description="Kinds of scenario to demonstrate."
+    )
     per_kind: int = Field(2, ge=1, le=100, description="Scenarios per principle and kind.")
     judge: bool = Field(True, description="Grade each demonstration; failing ones are dropped.")
     system_prompt_share: float = Field(0.3, ge=0, le=1, description="Share of scenarios with an operator prompt.")
@@ -136,15 +142,15 @@ class Demonstrations(Model):
 
 
 class Dedup(Model):
-    enabled: bool = True
-    threshold: float = Field(0.8, gt=0, le=1)
-    num_perm: int = Field(128, ge=16, le=1024)
-    ngram: int = Field(5, ge=1, le=20)
+    enabled: bool = Field(True, description="Remove exact and near duplicates.")
+    threshold: float = Field(0.8, gt=0, le=1, description="Estimated Jaccard similarity above which records are duplicates.")
+    num_perm: int = Field(128, ge=16, le=1024, description="MinHash permutations.")
+    ngram: int = Field(5, ge=1, le=20, description="Word n-gram size of the shingles.")
 
 
 class Decontamination(Model):
     files: list[str] = Field(default_factory=list, description="Eval files, relative to the spec.")
-    ngram: int = Field(13, ge=4, le=50)
+    ngram: int = Field(13, ge=4, le=50, description="A record sharing any word n-gram of this size with an eval item is dropped.")
 
 
 class Filters(Model):
@@ -168,7 +174,7 @@ class Corpus(Model):
         "only that principle. `spec`: every prompt carries the whole spec, and every edit regenerates all.",
     )
     rounds: int = Field(3, ge=1, le=20, description="Top-up rounds when a quota is short after curation.")
-    seed: int = 0
+    seed: int = Field(0, description="Seeds every random choice: sampling seeds, shuffles, selection.")
 
 
 class Prices(Model):
@@ -177,23 +183,23 @@ class Prices(Model):
 
 
 class Generator(Model):
-    provider: Literal["local", "openai"] = "local"
-    model: str = "smollm2-135m"
-    base_url: str | None = None
+    provider: Literal["local", "openai"] = Field("local", description="`local`: the embedded offline model; `openai`: any OpenAI-compatible endpoint.")
+    model: str = Field("smollm2-135m", description="Model name as the endpoint knows it.")
+    base_url: str | None = Field(None, description="Endpoint URL, e.g. http://localhost:8000/v1 (default: OpenAI).")
     api_key_env: str = Field(
         "OPENAI_API_KEY", description="The NAME of the environment variable that holds the key."
     )
     temperature: float = Field(0.9, ge=0, le=2)
     top_p: float = Field(1.0, gt=0, le=1)
-    seed: int | None = 0
-    concurrency: int = Field(8, ge=1, le=1024)
-    requests_per_minute: int | None = Field(None, gt=0)
-    tokens_per_minute: int | None = Field(None, gt=0)
+    seed: int | None = Field(0, description="Base sampling seed, varied deterministically per task.")
+    concurrency: int = Field(8, ge=1, le=1024, description="Requests in flight at once.")
+    requests_per_minute: int | None = Field(None, gt=0, description="Optional rate limit.")
+    tokens_per_minute: int | None = Field(None, gt=0, description="Optional rate limit.")
     timeout: float = Field(120.0, gt=0, description="Seconds per request.")
     max_retries: int = Field(6, ge=0, le=50)
     max_failure_rate: float = Field(0.25, gt=0, le=1, description="Stop when more tasks than this share fail.")
-    max_usd: float | None = Field(None, ge=0)
-    prices: Prices | None = None
+    max_usd: float | None = Field(None, ge=0, description="Stop dispatching new calls once this much is spent.")
+    prices: Prices | None = Field(None, description="Override the built-in price table for this model.")
 
     @field_validator("api_key_env")
     @classmethod
@@ -207,8 +213,8 @@ class Generator(Model):
 
 
 class Hub(Model):
-    repo: str | None = Field(None, pattern=r"^[\w.-]+/[\w.-]+$")
-    private: bool = True
+    repo: str | None = Field(None, pattern=r"^[\w.-]+/[\w.-]+$", description="ORG/NAME on the Hugging Face Hub.")
+    private: bool = Field(True, description="Create the Hub repository as private.")
 
 
 class Output(Model):
@@ -232,18 +238,18 @@ class Spec(Model):
     """A behavioural spec: who the assistant is, its principles, and the corpus to build."""
 
     specc: Literal[1] = Field(description="Schema version.")
-    name: str = Field(pattern=SLUG, max_length=96)
-    version: str = "0.1.0"
-    description: str = ""
-    license: str = "cc-by-4.0"
+    name: str = Field(pattern=SLUG, max_length=96, description="Slug naming the spec and its dataset.")
+    version: str = Field("0.1.0", description="The spec's own version; recorded in every record's provenance.")
+    description: str = Field("", description="One paragraph: what the spec is for. Goes into the dataset card.")
+    license: str = Field("cc-by-4.0", description="License of the generated dataset (a Hub license id).")
     language: str = Field("en", pattern=r"^[a-z]{2,3}$", description="ISO 639 code of the corpus language.")
-    assistant: Assistant
+    assistant: Assistant = Field(description="Who the corpus is about.")
     include: list[str] = Field(default_factory=list, description="Spec files whose principles are merged in.")
-    principles: Annotated[list[Principle], Field(min_length=1)]
-    corpus: Corpus = Field(default_factory=Corpus)
-    generator: Generator = Field(default_factory=Generator)
-    output: Output = Field(default_factory=Output)
-    templates: Templates = Field(default_factory=Templates)
+    principles: Annotated[list[Principle], Field(min_length=1, description="The rules, with their reasons.")]
+    corpus: Corpus = Field(default_factory=Corpus, description="What to build from the principles.")
+    generator: Generator = Field(default_factory=Generator, description="The LLM that writes the corpus.")
+    output: Output = Field(default_factory=Output, description="Where and how the dataset is written.")
+    templates: Templates = Field(default_factory=Templates, description="Prompt template overrides per stage.")
 
     # Set by the loader: the file it came from. Relative paths in the spec resolve against its folder.
     _source: Path | None = PrivateAttr(None)
