@@ -1,0 +1,152 @@
+"""`specc push`, `specc stats`, `specc show`: publish and inspect an emitted corpus."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from pathlib import Path
+
+import typer
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from specc.cli import command, console
+from specc.errors import InputError
+
+OUT_ARG = typer.Argument(..., help="An output directory written by `specc build`.")
+
+
+def _n(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:,.4f}".rstrip("0").rstrip(".")
+    return f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v)
+
+
+def _table(title: str, columns: list[str], rows: list[list]) -> Table:
+    table = Table(title=title, title_justify="left", show_edge=False)
+    for i, col in enumerate(columns):
+        table.add_column(col, justify="left" if i == 0 else "right")
+    for row in rows:
+        table.add_row(*(Text(_n(v)) for v in row))
+    return table
+
+
+@command("push")
+def push_cmd(
+    out: Path = OUT_ARG,
+    repo: str | None = typer.Option(None, "--repo", help="ORG/NAME on the Hub (default: the spec's output.hub.repo)."),
+    private: bool | None = typer.Option(None, "--private/--public", help="Visibility of a new repo (default: the spec's)."),
+    revision: str | None = typer.Option(None, "--revision", help="Branch to push to (created if missing)."),
+    message: str | None = typer.Option(None, "--message", "-m", help="Commit message."),
+) -> None:
+    """Upload an output directory to the Hugging Face Hub as a dataset (token from HF_TOKEN)."""
+    from specc.emit import read_manifest
+    from specc.emit.hub import push
+
+    manifest = read_manifest(out)
+    hub = manifest.get("hub") or {}
+    repo = repo or hub.get("repo")
+    if not repo:
+        raise InputError("no Hub repo: pass --repo ORG/NAME or set output.hub.repo in the spec")
+    if private is None:
+        private = bool(hub.get("private", True))
+    url = push(out, repo, private=private, revision=revision, message=message, endpoint=os.environ.get("HF_ENDPOINT"))
+    console.print(f"pushed {out} to {repo} ({'private' if private else 'public'}): {url}", markup=False)
+
+
+@command("stats")
+def stats_cmd(out: Path = OUT_ARG) -> None:
+    """Print an output's numbers from its manifest."""
+    from specc.emit import read_manifest
+
+    m = read_manifest(out)
+    spec, counts, tokens = m["spec"], m["counts"], m["tokens"]
+    console.print(
+        Text(f"{spec['name']} {spec['version']} (sha256 {spec['sha256'][:12]}), assistant {spec['assistant']}, "
+             f"built {m['created_at']} by specc {m['specc_version']}, {m['format']}")
+    )
+    console.print(
+        _table(
+            "Corpus",
+            ["config", "rows", "tokens"],
+            [
+                ["documents", counts["documents"], tokens["documents"]],
+                ["demonstrations", counts["demonstrations"], tokens["demonstrations"]],
+                ["total", counts["documents"] + counts["demonstrations"], tokens["total"]],
+                ["budget", None, tokens["budget"]],
+            ],
+        )
+    )
+    console.print(
+        _table(
+            "Principles",
+            ["principle", "documents", "demonstrations", "tokens", "quota", "of quota"],
+            [
+                [pid, p["documents"], p["demonstrations"], p["tokens"], p["quota"],
+                 f"{100 * p['tokens'] / p['quota']:.0f}%" if p["quota"] else ""]
+                for pid, p in m["principles"].items()
+            ],
+        )
+    )
+    for config, label in (("documents", "genre"), ("demonstrations", "kind")):
+        if m["kinds"].get(config):
+            console.print(_table(f"{config.capitalize()} by {label}", [label, "rows"], list(m["kinds"][config].items())))
+    if m["dropped"]:
+        console.print(_table("Dropped", ["step:reason", "records"], list(m["dropped"].items())))
+    if m["llm"]:
+        console.print(_table("LLM", ["", "value"], list(m["llm"].items())))
+    console.print(
+        _table("Shards", ["path", "rows", "bytes", "sha256"],
+               [[s["path"], s["rows"], s["bytes"], s["sha256"][:16]] for s in m["shards"]])
+    )
+
+
+@command("show")
+def show_cmd(
+    out: Path = OUT_ARG,
+    principle: str | None = typer.Option(None, "--principle", "-p", help="Only rows of this principle."),
+    config: str = typer.Option("documents", "--config", "-c", help="documents or demonstrations."),
+    n: int = typer.Option(3, "-n", min=1, help="How many rows."),
+    max_chars: int = typer.Option(2000, "--max-chars", min=0, help="Cut long text (0: never)."),
+) -> None:
+    """Print sample rows of an output."""
+    from specc.emit import iter_rows, read_manifest
+
+    m = read_manifest(out)
+    if principle is not None and principle not in m["principles"]:
+        raise InputError(f"unknown principle {principle!r}: one of {', '.join(m['principles'])}")
+    rows = iter_rows(out, config)
+    if principle is not None:
+        rows = (r for r in rows if r["principle_id"] == principle)
+    shown = 0
+    for row in itertools.islice(rows, n):
+        shown += 1
+        console.print(Panel(_body(row, config, max_chars), title=Text(_title(row, config)), title_align="left"))
+    if not shown:
+        where = f" for principle {principle}" if principle else ""
+        console.print(f"no {config}{where} in {out}", markup=False)
+
+
+def _title(row: dict, config: str) -> str:
+    label = row.get("genre") if config == "documents" else row.get("kind")
+    extra = f" judge={row['judge_verdict']}" if row.get("judge_verdict") else ""
+    return f"{row['id']}  {row['principle_id']}  {label or ''}  {row['tokens']} tokens{extra}"
+
+
+def _cut(text: str, max_chars: int) -> str:
+    return text if not max_chars or len(text) <= max_chars else text[:max_chars] + " [...]"
+
+
+def _body(row: dict, config: str, max_chars: int) -> Text:
+    if config == "documents":
+        return Text(_cut(row["text"], max_chars))
+    body = Text()
+    for i, msg in enumerate(row["messages"]):
+        if i:
+            body.append("\n\n")
+        body.append(f"{msg['role']}: ", style="bold")
+        body.append(_cut(msg["content"], max_chars))
+    return body
