@@ -1,0 +1,65 @@
+"""`specc import openai-model-spec` and `specc import rules`: start a spec from an existing one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from specc.cli import app, command, console, err_console
+
+import_app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode=None)
+app.add_typer(
+    import_app,
+    name="import",
+    help="Convert a spec written in another format (Model Spec markdown, a rule list) into a specc YAML spec.",
+)
+
+OUTPUT = typer.Option(Path("spec.yaml"), "-o", "--output", help="The YAML spec to write.")
+NAME = typer.Option(None, "--name", help="Spec name (a slug; default: from the file name).")
+ASSISTANT = typer.Option("Assistant", "--assistant", help="The assistant's name, used in every document.")
+DEVELOPER = typer.Option("", "--developer", help="Who builds the assistant.")
+FORCE = typer.Option(False, "--force", help="Overwrite an existing output file.")
+
+
+def _finish(imp, output: Path, force: bool) -> None:
+    from specc.spec.importers import write_spec
+
+    spec = write_spec(imp, output, force=force)
+    for warning in imp.warnings:
+        err_console.print(f"warning: {warning}", markup=False)
+    console.print(
+        f"wrote {output}: {len(spec.principles)} principles, {imp.example_count} examples; "
+        f"review it, then run `specc validate {output}`",
+        markup=False,
+    )
+
+
+@command("openai-model-spec", group=import_app)
+def import_openai_model_spec(
+    source: Path = typer.Argument(..., help="A Model Spec markdown file (headings with {#id authority=LEVEL})."),
+    output: Path = OUTPUT,
+    name: str | None = NAME,
+    assistant: str = ASSISTANT,
+    developer: str = DEVELOPER,
+    force: bool = FORCE,
+) -> None:
+    """Import a spec in the OpenAI Model Spec markdown format; authority levels become priorities."""
+    from specc.spec.import_openai import import_model_spec
+
+    _finish(import_model_spec(source, name=name, assistant=assistant, developer=developer), output, force)
+
+
+@command("rules", group=import_app)
+def import_rules_cmd(
+    source: Path = typer.Argument(..., help="A text file of rules: 'SP1: ...' labels or a '1.' numbered list."),
+    output: Path = OUTPUT,
+    name: str | None = NAME,
+    assistant: str = ASSISTANT,
+    developer: str = DEVELOPER,
+    force: bool = FORCE,
+) -> None:
+    """Import a numbered or labelled rule list; indented bullets become subrules."""
+    from specc.spec.import_rules import import_rules
+
+    _finish(import_rules(source, name=name, assistant=assistant, developer=developer), output, force)
