@@ -1,0 +1,110 @@
+"""Engine scheduling benchmark: a two-stage DAG against the fake server, with 50-300 ms per call.
+
+Compares the engine's wall time with the ideal (sum of server latencies / concurrency)
+and with a stage-barrier schedule of the same work (all ideas, then all documents).
+Also reports the client's CPU time per call. The last line is
+``vs_ideal=<wall/ideal> vs_barrier=<wall/barrier>``.
+
+    python benchmarks/engine.py [--ideas 150] [--fan-out 6] [--concurrency 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from fakeserver import latency_for  # noqa: E402
+
+from specc.cache import Cache  # noqa: E402
+from specc.engine import Engine  # noqa: E402
+from specc.llm.base import SamplingParams  # noqa: E402
+from specc.llm.openai import OpenAILLM  # noqa: E402
+from specc.records import Task  # noqa: E402
+
+LATENCY = (0.05, 0.3)
+
+
+def make_task(llm_id: str, stage: str, text: str) -> Task:
+    return Task(stage, "bench", llm_id, ({"role": "user", "content": text},), SamplingParams(max_tokens=256), "bench")
+
+
+def fan_out(llm_id: str, t: Task, text: str, n: int) -> list[Task]:
+    return [make_task(llm_id, "document", f"Write document {j} from this idea: {text[:60]}") for j in range(n)]
+
+
+async def dag(llm: OpenAILLM, cache: Cache, ideas: list[Task], n: int, concurrency: int):
+    """Follow-ups are scheduled the moment their idea is back. Returns (wall, tasks done, client CPU)."""
+    done: list[Task] = []
+
+    def on_result(t: Task, g):
+        done.append(t)
+        return fan_out(llm.id, t, g.text, n) if t.stage == "ideas" else None
+
+    engine = Engine(llm, cache, concurrency=concurrency)
+    cpu, t0 = time.process_time(), time.perf_counter()
+    await engine.run(ideas, on_result)
+    return time.perf_counter() - t0, done, time.process_time() - cpu
+
+
+async def barrier(llm: OpenAILLM, cache: Cache, ideas: list[Task], n: int, concurrency: int) -> float:
+    """The same work, one stage at a time: no document starts before every idea is back."""
+    docs: list[Task] = []
+    engine = Engine(llm, cache, concurrency=concurrency)
+    t0 = time.perf_counter()
+    await engine.run(ideas, lambda t, g: docs.extend(fan_out(llm.id, t, g.text, n)) and None)
+    await engine.run(docs, lambda t, g: None)
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--ideas", type=int, default=150)
+    ap.add_argument("--fan-out", type=int, default=6)
+    ap.add_argument("--concurrency", type=int, default=32)
+    args = ap.parse_args()
+
+    server = subprocess.Popen(
+        [sys.executable, str(ROOT / "tests" / "fakeserver.py"), "--port", "0", "--latency", "%g,%g" % LATENCY],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = server.stdout.readline().strip()
+        llm = OpenAILLM("fake-model", base_url=url, timeout=30)
+        ideas = [make_task(llm.id, "ideas", f"Idea {i}: a situation that tests honesty") for i in range(args.ideas)]
+        with tempfile.TemporaryDirectory() as tmp:
+            with Cache(Path(tmp) / "warmup.sqlite") as c:  # imports, server threads, code paths
+                warm = [make_task(llm.id, "ideas", f"warm-up {i}") for i in range(32)]
+                asyncio.run(dag(llm, c, warm, 1, args.concurrency))
+            with Cache(Path(tmp) / "dag.sqlite") as c:
+                wall, done, cpu = asyncio.run(dag(llm, c, ideas, args.fan_out, args.concurrency))
+            with Cache(Path(tmp) / "barrier.sqlite") as c:
+                wall_barrier = asyncio.run(barrier(llm, c, ideas, args.fan_out, args.concurrency))
+    finally:
+        server.terminate()
+        server.stdout.close()
+        server.wait(timeout=10)
+
+    total_latency = sum(latency_for([dict(m) for m in t.messages], LATENCY) for t in done)
+    ideal = total_latency / args.concurrency
+    calls = len(done)
+    print(f"tasks            {calls} ({args.ideas} ideas x {args.fan_out} documents each + the ideas)")
+    print(f"concurrency      {args.concurrency}")
+    print(f"sum of latency   {total_latency:8.2f} s")
+    print(f"ideal            {ideal:8.2f} s   (sum of latency / concurrency)")
+    print(f"DAG (engine)     {wall:8.2f} s   {wall / ideal:5.3f} x ideal")
+    print(f"stage barrier    {wall_barrier:8.2f} s   {wall_barrier / ideal:5.3f} x ideal")
+    print(f"client CPU/call  {1000 * cpu / calls:8.2f} ms")
+    print(f"vs_ideal={wall / ideal:.3f} vs_barrier={wall / wall_barrier:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,174 @@
+"""The content-addressed generation cache: SQLite in WAL mode, one row per task key."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+from specc.errors import InputError
+from specc.llm.base import Generation
+from specc.records import Task
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS generations (
+    key TEXT PRIMARY KEY,
+    stage TEXT NOT NULL,
+    principle_id TEXT NOT NULL,
+    llm TEXT NOT NULL,
+    model TEXT NOT NULL,
+    text TEXT NOT NULL,
+    finish_reason TEXT NOT NULL,
+    input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    latency_s REAL NOT NULL,
+    extra TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+"""
+
+
+def default_cache_path(spec_path: Path | None) -> Path:
+    """``$SPECC_CACHE``, else ``.specc/cache.sqlite`` beside the spec (or in the working directory)."""
+    env = os.environ.get("SPECC_CACHE")
+    if env:
+        return Path(env).expanduser()
+    base = Path(spec_path).resolve().parent if spec_path else Path.cwd()
+    return base / ".specc" / "cache.sqlite"
+
+
+class Cache:
+    """Generations by task key. Every ``put`` is committed before it returns, so a crash loses nothing.
+
+    Safe for concurrent writers: threads share one connection under a lock; processes
+    are serialised by SQLite's own locking (WAL, with a generous busy timeout).
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(
+                str(self.path), timeout=60.0, isolation_level=None, check_same_thread=False
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # NORMAL is durable across a process crash in WAL mode; only an OS crash may lose the tail.
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+            self._check_version()
+        except sqlite3.DatabaseError as e:
+            raise InputError(
+                f"cannot open the cache {self.path}: {e}; delete it or point --cache / SPECC_CACHE elsewhere"
+            ) from None
+        except OSError as e:
+            raise InputError(f"cannot create the cache {self.path}: {e}") from None
+
+    def _check_version(self) -> None:
+        self._db.execute("INSERT OR IGNORE INTO meta (k, v) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        (v,) = self._db.execute("SELECT v FROM meta WHERE k = 'schema_version'").fetchone()
+        if int(v) != SCHEMA_VERSION:
+            raise InputError(
+                f"the cache {self.path} has schema version {v}, this specc reads version {SCHEMA_VERSION}; "
+                "run `specc cache clear` or use another --cache"
+            )
+
+    def get(self, key: str) -> Generation | None:
+        """The stored generation for ``key`` (marked ``cached=True``), or None."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT text, finish_reason, input_tokens, output_tokens, model, latency_s, extra "
+                "FROM generations WHERE key = ?",
+                (key,),
+            ).fetchone()
+        if row is None:
+            return None
+        text, finish, tin, tout, model, latency, extra = row
+        return Generation(
+            text=text,
+            finish_reason=finish,
+            input_tokens=tin,
+            output_tokens=tout,
+            model=model,
+            latency_s=latency,
+            cached=True,
+            extra=json.loads(extra),
+        )
+
+    def put(self, key: str, task: Task, gen: Generation) -> None:
+        """Store ``gen`` under ``key``; the first result stored for a key is kept."""
+        row = (
+            key,
+            task.stage,
+            task.principle_id,
+            task.model,
+            gen.model,
+            gen.text,
+            gen.finish_reason,
+            int(gen.input_tokens),
+            int(gen.output_tokens),
+            float(gen.latency_s),
+            json.dumps(gen.extra, sort_keys=True, default=str),
+            time.time(),
+        )
+        with self._lock:
+            self._db.execute("INSERT OR IGNORE INTO generations VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", row)
+
+    def has(self, key: str) -> bool:
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM generations WHERE key = ?", (key,)).fetchone() is not None
+
+    def keys(self) -> set[str]:
+        with self._lock:
+            return {k for (k,) in self._db.execute("SELECT key FROM generations")}
+
+    def __len__(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM generations").fetchone()[0]
+
+    def stats(self) -> dict:
+        """Entries and tokens, in total and by stage, principle and model."""
+        with self._lock:
+            total = self._db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0) FROM generations"
+            ).fetchone()
+            groups = {}
+            for col, name in (("stage", "by_stage"), ("principle_id", "by_principle"), ("llm", "by_model")):
+                rows = self._db.execute(
+                    f"SELECT {col}, COUNT(*), SUM(input_tokens), SUM(output_tokens) FROM generations "
+                    f"GROUP BY {col} ORDER BY {col}"
+                ).fetchall()
+                groups[name] = {r[0]: {"entries": r[1], "input_tokens": r[2], "output_tokens": r[3]} for r in rows}
+        size = sum(p.stat().st_size for p in self.path.parent.glob(self.path.name + "*") if p.is_file())
+        return {
+            "path": str(self.path),
+            "entries": total[0],
+            "input_tokens": total[1],
+            "output_tokens": total[2],
+            "bytes": size,
+            **groups,
+        }
+
+    def clear(self) -> int:
+        """Delete every entry; returns how many there were."""
+        with self._lock:
+            n = self._db.execute("DELETE FROM generations").rowcount
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._db.execute("VACUUM")
+        return n
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> Cache:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,363 @@
+"""The async DAG executor: runs Tasks through an LLM with bounded concurrency, retries and a cache.
+
+There are no stage barriers: a finished task's result is stored, then handed to
+``on_result``, whose follow-up tasks are scheduled at once. Every result is in the
+cache before anything uses it, so a crash loses nothing and a rerun repeats no call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import inspect
+import random
+import time
+from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Iterable
+
+from aiolimiter import AsyncLimiter
+
+from specc.cache import Cache
+from specc.errors import CostCapError, EndpointError, FailureRateError, SpeccError
+from specc.llm.base import LLM, Generation
+from specc.pricing import cost_usd, price_for
+from specc.records import Task
+
+OnResult = Callable[[Task, Generation], "Iterable[Task] | None | Awaitable[Iterable[Task] | None]"]
+OnFailure = Callable[[Task, str], None]
+
+
+class TransientError(Exception):
+    """A failure worth retrying: rate limits, 5xx, timeouts, dropped connections, malformed replies."""
+
+    def __init__(self, reason: str, *, retry_after: float | None = None, unreachable: bool = False):
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+        self.unreachable = unreachable
+
+
+class TaskError(Exception):
+    """A failure of this one task that a retry would not fix (e.g. HTTP 400 on its prompt)."""
+
+
+@dataclass
+class RunStats:
+    """What a run did: calls made, cache hits, failures, tokens and cost."""
+
+    calls: int = 0
+    cached: int = 0
+    failed: int = 0
+    retries: int = 0
+    not_run: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    wall_s: float = 0.0
+    per_stage: dict[str, dict] = field(default_factory=dict)
+    failures: list[dict] = field(default_factory=list)
+
+    def stage(self, name: str) -> dict:
+        return self.per_stage.setdefault(
+            name, {"calls": 0, "cached": 0, "failed": 0, "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0}
+        )
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+class _Run:
+    """The mutable state of one ``Engine.run``."""
+
+    def __init__(self, on_result: OnResult, on_failure: OnFailure | None):
+        self.on_result = on_result
+        self.on_failure = on_failure
+        self.stats = RunStats()
+        self.queue: asyncio.Queue[str | None] = asyncio.Queue()
+        self.waiting: dict[str, list[Task]] = {}  # key -> tasks wanting it; the first is the one called
+        self.outstanding = 1  # keys queued or in flight, +1 while the initial tasks are being submitted
+        self.workers = 0
+        self.stop = False  # the cost cap was reached: dispatch nothing new
+
+
+class Engine:
+    """Runs a DAG of tasks; see ``run``."""
+
+    def __init__(
+        self,
+        llm: LLM,
+        cache: Cache,
+        *,
+        concurrency: int = 8,
+        requests_per_minute: int | None = None,
+        tokens_per_minute: int | None = None,
+        max_retries: int = 6,
+        max_failure_rate: float = 0.25,
+        min_tasks_for_failure_rate: int = 20,
+        max_usd: float | None = None,
+        prices: tuple[float, float] | None = None,
+        progress=None,
+        retry_base_delay: float = 0.5,
+        retry_max_delay: float = 30.0,
+    ):
+        self.llm = llm
+        self.cache = cache
+        self.concurrency = concurrency
+        self.requests_per_minute = requests_per_minute
+        self.tokens_per_minute = tokens_per_minute
+        self.max_retries = max_retries
+        self.max_failure_rate = max_failure_rate
+        self.min_tasks_for_failure_rate = min_tasks_for_failure_rate
+        self.max_usd = max_usd
+        self.prices = prices if prices is not None else price_for(_model_name(llm))
+        self.progress = progress
+        self.retry_base_delay = retry_base_delay
+        self.retry_max_delay = retry_max_delay
+        self._preflight_done = False
+        self._reached = False  # the endpoint has answered at least once
+        self._preflight_lock: asyncio.Lock | None = None
+        self._rpm: AsyncLimiter | None = None
+        self._tpm: AsyncLimiter | None = None
+
+    @classmethod
+    def from_spec(cls, spec, llm: LLM, cache: Cache, progress=None) -> Engine:
+        """An engine configured by ``spec.generator``."""
+        g = spec.generator
+        return cls(
+            llm,
+            cache,
+            concurrency=g.concurrency,
+            requests_per_minute=g.requests_per_minute,
+            tokens_per_minute=g.tokens_per_minute,
+            max_retries=g.max_retries,
+            max_failure_rate=g.max_failure_rate,
+            max_usd=g.max_usd,
+            prices=price_for(_model_name(llm), g.prices),
+            progress=progress,
+        )
+
+    def run_sync(self, tasks: Iterable[Task], on_result: OnResult, on_failure: OnFailure | None = None) -> RunStats:
+        """``run`` in a fresh event loop; the provider's connections are closed with the loop."""
+
+        async def main() -> RunStats:
+            try:
+                return await self.run(tasks, on_result, on_failure)
+            finally:
+                close = getattr(self.llm, "aclose", None)
+                if close is not None:
+                    await close()
+
+        return asyncio.run(main())
+
+    async def run(self, tasks: Iterable[Task], on_result: OnResult, on_failure: OnFailure | None = None) -> RunStats:
+        """Run ``tasks`` and every follow-up ``on_result`` returns; raise on a fatal or systemic failure.
+
+        A raised SpeccError carries the run's ``stats`` so far.
+        """
+        t0 = time.monotonic()
+        r = _Run(on_result, on_failure)
+        self._preflight_lock = asyncio.Lock()
+        self._rpm = AsyncLimiter(self.requests_per_minute, 60) if self.requests_per_minute else None
+        self._tpm = AsyncLimiter(self.tokens_per_minute, 60) if self.tokens_per_minute else None
+        r.workers = self.concurrency
+        workers = [asyncio.ensure_future(self._worker(r)) for _ in range(self.concurrency)]
+        submit = asyncio.ensure_future(self._submit_initial(r, tasks))
+        try:
+            done, _ = await asyncio.wait([submit, *workers], return_when=asyncio.FIRST_EXCEPTION)
+            for w in done:
+                w.result()
+        except SpeccError as e:
+            e.stats = r.stats
+            raise
+        finally:
+            for w in (submit, *workers):
+                w.cancel()
+            await asyncio.gather(submit, *workers, return_exceptions=True)
+            r.stats.wall_s = time.monotonic() - t0
+        if r.stop:
+            r.stats.not_run = sum(len(v) for v in r.waiting.values())
+            err = CostCapError(
+                f"the spending cap generator.max_usd={self.max_usd:g} was reached (${r.stats.cost_usd:.4f} "
+                f"spent this run, {r.stats.not_run} tasks not run); finished work is cached, so a rerun resumes"
+            )
+            err.stats = r.stats
+            raise err
+        return r.stats
+
+    # -- scheduling -----------------------------------------------------------------
+    async def _submit_initial(self, r: _Run, tasks: Iterable[Task]) -> None:
+        await self._submit(r, tasks)
+        self._finish_one(r)  # release the +1 held while submitting
+
+    async def _submit(self, r: _Run, tasks: Iterable[Task]) -> None:
+        """Queue tasks; serve cached ones at once (depth-first through their follow-ups)."""
+        stack = [iter(tasks)]
+        served = 0
+        while stack:
+            task = next(stack[-1], None)
+            if task is None:
+                stack.pop()
+                continue
+            key = task.key
+            if self.progress:
+                self.progress.add(task.stage)
+            if key in r.waiting:
+                r.waiting[key].append(task)
+                continue
+            gen = self.cache.get(key)
+            if gen is None:
+                r.waiting[key] = [task]
+                r.outstanding += 1
+                r.queue.put_nowait(key)
+                continue
+            self._count_cached(r, task)
+            follow = await self._deliver(r, task, gen)
+            if follow:
+                stack.append(iter(follow))
+            served += 1
+            if served % 256 == 0:  # a long cached prefix must not starve the workers
+                await asyncio.sleep(0)
+
+    async def _deliver(self, r: _Run, task: Task, gen: Generation):
+        out = r.on_result(task, gen)
+        if inspect.isawaitable(out):
+            out = await out
+        if out is not None and not isinstance(out, Iterable):
+            raise TypeError(f"on_result must return follow-up tasks or None, not {type(out).__name__}")
+        return out
+
+    def _finish_one(self, r: _Run) -> None:
+        r.outstanding -= 1
+        if r.outstanding == 0:
+            for _ in range(r.workers):
+                r.queue.put_nowait(None)
+
+    async def _worker(self, r: _Run) -> None:
+        while True:
+            key = await r.queue.get()
+            if key is None:
+                return
+            if r.stop:  # the cost cap: drain the queue, leaving its tasks for a rerun
+                self._finish_one(r)
+                continue
+            task = r.waiting[key][0]
+            try:
+                await self._preflight()
+                gen = await self._call(r, task)
+            except (TaskError, TransientError) as e:
+                self._fail(r, key, str(e))
+            else:
+                self.cache.put(key, task, gen)
+                self._count_call(r, task, gen)
+                waiters = r.waiting.pop(key)
+                for i, t in enumerate(waiters):
+                    if i:
+                        self._count_cached(r, t)
+                    follow = await self._deliver(r, t, gen if i == 0 else dataclasses.replace(gen, cached=True))
+                    if follow:
+                        await self._submit(r, follow)
+            self._finish_one(r)
+
+    async def _preflight(self) -> None:
+        if self._preflight_done:
+            return
+        async with self._preflight_lock:
+            if not self._preflight_done:
+                check = getattr(self.llm, "preflight", None)
+                if check is not None:
+                    await check()
+                    self._reached = True
+                self._preflight_done = True
+
+    # -- one call, with retries -------------------------------------------------------
+    async def _call(self, r: _Run, task: Task) -> Generation:
+        attempt = 0
+        while True:
+            await self._limit(task)
+            try:
+                gen = await self.llm.generate(list(task.messages), task.params)
+                self._reached = True
+                return gen
+            except (SpeccError, TaskError):
+                raise
+            except TransientError as e:
+                if e.unreachable and not self._reached:
+                    # Nothing has ever answered: retrying a refused connection for minutes helps nobody.
+                    raise EndpointError(f"{e.reason}; is the server running and base_url right?") from None
+                last = e
+            except (asyncio.TimeoutError, ConnectionError) as e:
+                last = TransientError(f"{type(e).__name__}: {e}")
+            except Exception as e:  # noqa: BLE001 - a provider bug fails this task, the failure rate catches a pattern
+                raise TaskError(f"{type(e).__name__}: {e}") from None
+            if attempt >= self.max_retries:
+                raise TaskError(f"{last.reason} (gave up after {attempt + 1} attempts)")
+            r.stats.retries += 1
+            await asyncio.sleep(self._backoff(attempt, last.retry_after))
+            attempt += 1
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(retry_after, 600.0) * random.uniform(1.0, 1.1)
+        ceiling = min(self.retry_max_delay, self.retry_base_delay * 2**attempt)
+        return random.uniform(ceiling / 2, ceiling)
+
+    async def _limit(self, task: Task) -> None:
+        if self._rpm is not None:
+            await self._rpm.acquire()
+        if self._tpm is not None:
+            # Providers count max_tokens against the limit up front, so we do too.
+            est = sum(len(m.get("content", "")) for m in task.messages) // 4 + task.params.max_tokens
+            await self._tpm.acquire(min(est, self.tokens_per_minute))
+
+    # -- accounting ---------------------------------------------------------------
+    def _count_cached(self, r: _Run, task: Task) -> None:
+        r.stats.cached += 1
+        r.stats.stage(task.stage)["cached"] += 1
+        if self.progress:
+            self.progress.update(task.stage, cached=True)
+
+    def _count_call(self, r: _Run, task: Task, gen: Generation) -> None:
+        s, st = r.stats, r.stats.stage(task.stage)
+        cost = cost_usd(self.prices, gen.input_tokens, gen.output_tokens)
+        s.calls += 1
+        s.input_tokens += gen.input_tokens
+        s.output_tokens += gen.output_tokens
+        s.cost_usd += cost
+        st["calls"] += 1
+        st["input_tokens"] += gen.input_tokens
+        st["output_tokens"] += gen.output_tokens
+        st["cost_usd"] += cost
+        if self.progress:
+            self.progress.update(
+                task.stage, input_tokens=gen.input_tokens, output_tokens=gen.output_tokens, cost=cost
+            )
+        if self.max_usd is not None and cost > 0 and s.cost_usd >= self.max_usd:
+            r.stop = True
+
+    def _fail(self, r: _Run, key: str, reason: str) -> None:
+        s = r.stats
+        for t in r.waiting.pop(key):
+            s.failed += 1
+            s.stage(t.stage)["failed"] += 1
+            s.failures.append({"key": key, "stage": t.stage, "principle_id": t.principle_id, "reason": reason})
+            if self.progress:
+                self.progress.update(t.stage, failed=True)
+            if r.on_failure is not None:
+                r.on_failure(t, reason)
+        finished = s.calls + s.failed
+        if finished >= self.min_tasks_for_failure_rate and s.failed / finished > self.max_failure_rate:
+            reasons = collections.Counter(f["reason"] for f in s.failures).most_common(5)
+            summary = "; ".join(f"{n}x {why}" for why, n in reasons)
+            raise FailureRateError(
+                f"{s.failed} of {finished} tasks failed (more than {self.max_failure_rate:.0%}), so the run stopped. "
+                f"Most common reasons: {summary}. Finished work is cached; fix the cause and rerun."
+            )
+
+
+def _model_name(llm: LLM) -> str:
+    """The bare model name of an LLM ("openai:gpt-4o@http://x/v1" -> "gpt-4o")."""
+    name = getattr(llm, "model", None)
+    if isinstance(name, str):
+        return name
+    return llm.id.split(":", 1)[-1].split("@", 1)[0]

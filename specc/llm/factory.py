@@ -1,0 +1,33 @@
+"""Make the LLM a spec (and command-line flags) ask for."""
+
+from __future__ import annotations
+
+from specc.errors import InputError
+from specc.llm.base import LLM
+
+
+def make_llm(
+    gen,
+    *,
+    provider: str | None = None,
+    model: str | None = None,
+    base_url: str | None = None,
+    timeout: float | None = None,
+) -> LLM:
+    """The provider for ``gen`` (a ``specc.spec.schema.Generator``); flags override the spec."""
+    provider = provider or gen.provider
+    if provider == "openai":
+        from specc.llm.openai import OpenAILLM
+
+        return OpenAILLM(
+            model or gen.model,
+            base_url=base_url or gen.base_url,
+            api_key_env=gen.api_key_env,
+            timeout=timeout or gen.timeout,
+        )
+    if provider == "local":
+        from specc.llm.local import LocalLLM
+
+        # The spec's default model is the local one; a hosted model name makes no sense here.
+        return LocalLLM(model or gen.model)
+    raise InputError(f"unknown provider {provider!r}; use `local` or `openai`")

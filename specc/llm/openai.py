@@ -1,0 +1,227 @@
+"""Any OpenAI-compatible chat completions endpoint (OpenAI, vLLM, llama.cpp server, Ollama, ...).
+
+The client never retries by itself: the engine owns retries, so this module only
+sorts each failure into fatal (a specc EndpointError), transient (retry) or
+per-task (record and move on).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import os
+import time
+import weakref
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx2
+import openai
+
+from specc.engine import TaskError, TransientError
+from specc.errors import AuthError, EndpointError, ModelNotFoundError
+from specc.llm.base import Generation, Message, SamplingParams
+
+OPENAI_URL = "https://api.openai.com/v1"
+
+
+def public_url(url: str) -> str:
+    """The URL without credentials, query or fragment: safe for ids, logs and caches."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host += f":{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", ""))
+
+
+def retry_after(headers) -> float | None:
+    """Seconds the server asked us to wait (``retry-after-ms`` or ``retry-after``), if any."""
+    if headers is None:
+        return None
+    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if not value:
+            continue
+        try:
+            return max(0.0, float(value) / scale)
+        except ValueError:
+            pass
+        when = email.utils.parsedate_to_datetime(value) if name == "retry-after" else None
+        if when is not None:
+            return max(0.0, when.timestamp() - time.time())
+    return None
+
+
+class OpenAILLM:
+    """Chat completions over HTTP with ``openai.AsyncOpenAI``."""
+
+    def __init__(
+        self, model: str, *, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY", timeout: float = 120.0
+    ):
+        self.model = model
+        self.base_url = (base_url or OPENAI_URL).rstrip("/")
+        self.api_key_env = api_key_env
+        self.timeout = timeout
+        self.id = f"openai:{model}@{public_url(self.base_url)}"
+        key = os.environ.get(api_key_env)
+        self._has_key = bool(key)
+        if not key and urlsplit(self.base_url).hostname == "api.openai.com":
+            raise AuthError(f"{api_key_env} is not set; export your OpenAI API key in {api_key_env}")
+        self._client_obj: openai.AsyncOpenAI | None = None
+        self._client_loop: weakref.ref | None = None
+        self._json_ok = True
+        self._max_tokens_field = "max_tokens"
+
+    @property
+    def _client(self) -> openai.AsyncOpenAI:
+        """One client per event loop: its connection pool belongs to the loop that made it."""
+        loop = asyncio.get_running_loop()
+        if self._client_loop is None or self._client_loop() is not loop:
+            # Local servers (vLLM, llama.cpp, Ollama) ignore the key but the client requires one.
+            key = os.environ.get(self.api_key_env) or "EMPTY"
+            self._client_obj = openai.AsyncOpenAI(
+                api_key=key, base_url=self.base_url, timeout=self.timeout, max_retries=0
+            )
+            self._client_loop = weakref.ref(loop)
+        return self._client_obj
+
+    def _where(self) -> str:
+        return public_url(self.base_url)
+
+    def _auth_error(self, e: openai.APIStatusError) -> AuthError:
+        why = "no key was set" if not self._has_key else "the key was rejected"
+        return AuthError(
+            f"{self._where()} answered HTTP {e.status_code} ({why}): set a valid key in the environment "
+            f"variable {self.api_key_env} ({_message(e)})"
+        )
+
+    async def preflight(self) -> None:
+        """Fail within seconds on a wrong URL, a bad key or an unknown model (GET /models)."""
+        wait = min(self.timeout, 15.0)
+        try:
+            page = await self._client.models.list(timeout=wait)
+            served = [m.id for m in page.data]
+        except (openai.AuthenticationError, openai.PermissionDeniedError) as e:
+            raise self._auth_error(e) from None
+        except openai.APITimeoutError:
+            raise EndpointError(
+                f"{self._where()} did not answer within {wait:g} s; is base_url right and the server up?"
+            ) from None
+        except openai.APIConnectionError as e:
+            raise EndpointError(
+                f"cannot reach {self._where()}: {_cause(e)}; is the server running and base_url right?"
+            ) from None
+        except (openai.APIStatusError, openai.APIResponseValidationError, ValueError, TypeError, AttributeError):
+            return  # some servers have no usable /models; the first completion will tell
+        if served and self.model not in served:
+            shown = ", ".join(sorted(served)[:10]) + (", ..." if len(served) > 10 else "")
+            raise ModelNotFoundError(f"model {self.model!r} is not served by {self._where()} (it serves: {shown})")
+
+    async def generate(self, messages: list[Message], params: SamplingParams) -> Generation:
+        kwargs: dict = {
+            "model": self.model,
+            "messages": [dict(m) for m in messages],
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+        }
+        if params.seed is not None:
+            kwargs["seed"] = params.seed
+        if params.stop:
+            kwargs["stop"] = list(params.stop)
+        t0 = time.monotonic()
+        while True:
+            kwargs[self._max_tokens_field] = params.max_tokens
+            if params.json_mode and self._json_ok:
+                kwargs["response_format"] = {"type": "json_object"}
+            else:
+                kwargs.pop("response_format", None)
+            try:
+                # The raw post skips the SDK's per-call request transform and response models, which
+                # halves client CPU per call at high concurrency; status errors are still the SDK's own.
+                raw = await self._client.post("/chat/completions", body=kwargs, cast_to=httpx2.Response)
+                resp = raw.json()
+                break
+            except openai.BadRequestError as e:
+                # Endpoints that reject a parameter are remembered for the rest of the run.
+                text = _message(e).lower()
+                if "response_format" in kwargs and (e.param == "response_format" or "response_format" in text):
+                    self._json_ok = False
+                    continue
+                if self._max_tokens_field == "max_tokens" and "max_completion_tokens" in text:
+                    kwargs.pop("max_tokens", None)
+                    self._max_tokens_field = "max_completion_tokens"
+                    continue
+                raise self._classify(e) from None
+            except Exception as e:  # noqa: BLE001 - sorted into fatal / transient / per-task below
+                raise self._classify(e) from None
+        return self._to_generation(resp, messages, time.monotonic() - t0)
+
+    def _to_generation(self, resp, messages: list[Message], latency: float) -> Generation:
+        try:
+            choice = resp["choices"][0]
+            text = choice["message"].get("content") or ""
+            usage = resp.get("usage") or {}
+            finish = choice.get("finish_reason") or "stop"
+        except (KeyError, IndexError, TypeError, AttributeError):
+            raise TransientError("malformed response: no choices") from None
+        if usage.get("prompt_tokens") is not None:
+            tin, tout = int(usage["prompt_tokens"]), int(usage.get("completion_tokens") or 0)
+        else:  # servers that omit usage: a rough estimate is better than zero for cost and rate limits
+            tin = sum(len(m.get("content", "")) for m in messages) // 4
+            tout = len(text) // 4
+        return Generation(
+            text=text,
+            finish_reason=finish,
+            input_tokens=tin,
+            output_tokens=tout,
+            model=resp.get("model") or self.model,
+            latency_s=latency,
+        )
+
+    def _classify(self, e: Exception) -> Exception:
+        if isinstance(e, (openai.AuthenticationError, openai.PermissionDeniedError)):
+            return self._auth_error(e)
+        if isinstance(e, openai.NotFoundError):
+            if e.code == "model_not_found" or self.model in _message(e):
+                return ModelNotFoundError(f"model {self.model!r} is not served by {self._where()} ({_message(e)})")
+            return EndpointError(
+                f"{self._where()} has no chat completions endpoint (HTTP 404); check base_url (it usually ends in /v1)"
+            )
+        if isinstance(e, openai.RateLimitError):
+            if e.code == "insufficient_quota":
+                return EndpointError(
+                    f"{self._where()}: quota exhausted for the key in {self.api_key_env} ({_message(e)})"
+                )
+            return TransientError("HTTP 429 rate limited", retry_after=retry_after(e.response.headers))
+        if isinstance(e, openai.APIStatusError):
+            status = e.status_code
+            if status >= 500 or status in (408, 409):
+                return TransientError(f"HTTP {status}", retry_after=retry_after(e.response.headers))
+            return TaskError(f"HTTP {status}: {_message(e)}")
+        if isinstance(e, openai.APITimeoutError):
+            return TransientError(f"timed out after {self.timeout:g} s")
+        if isinstance(e, openai.APIConnectionError):
+            if isinstance(e.__cause__, httpx2.ConnectError):
+                return TransientError(f"cannot connect to {self._where()}: {_cause(e)}", unreachable=True)
+            return TransientError(f"connection dropped: {_cause(e)}")
+        if isinstance(e, (openai.APIResponseValidationError, ValueError)):
+            return TransientError(f"malformed response: {type(e).__name__}")
+        return e
+
+    async def aclose(self) -> None:
+        if self._client_obj is not None:
+            await self._client_obj.close()
+        self._client_obj = self._client_loop = None
+
+
+def _message(e: openai.APIStatusError) -> str:
+    body = e.body
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and inner.get("message"):
+            return str(inner["message"])
+    return e.message
+
+
+def _cause(e: BaseException) -> str:
+    cause = e.__cause__ or e
+    return str(cause) or type(cause).__name__

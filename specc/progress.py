@@ -1,0 +1,149 @@
+"""Progress per stage: rich bars on a terminal, periodic plain lines otherwise, nothing when quiet.
+
+Totals grow while a run goes on, because the DAG adds tasks as results arrive.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress as RichProgress
+
+
+@dataclass
+class StageProgress:
+    """Counters for one stage."""
+
+    total: int = 0
+    done: int = 0
+    cached: int = 0
+    failed: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: float = 0.0
+    started: float = field(default_factory=time.monotonic)
+
+    def tok_per_s(self) -> float:
+        return self.output_tokens / max(time.monotonic() - self.started, 1e-6)
+
+
+class Progress:
+    """Reports what the engine does; use as a context manager so the display is closed."""
+
+    def __init__(
+        self,
+        *,
+        quiet: bool = False,
+        live: bool | None = None,
+        console: Console | None = None,
+        interval: float = 10.0,
+    ):
+        self.quiet = quiet
+        self.live = sys.stdout.isatty() if live is None else live
+        self.console = console or Console(stderr=True, highlight=False)
+        self.interval = interval
+        self.stages: dict[str, StageProgress] = {}
+        self._bars: RichProgress | None = None
+        self._bar_ids: dict[str, int] = {}
+        self._last_line = 0.0
+        self._dirty = False
+
+    # -- what the engine calls ------------------------------------------------------
+    def add(self, stage: str, n: int = 1) -> None:
+        """``n`` more tasks exist in ``stage``."""
+        st = self.stages.setdefault(stage, StageProgress())
+        st.total += n
+        self._changed(stage)
+
+    def update(
+        self,
+        stage: str,
+        *,
+        cached: bool = False,
+        failed: bool = False,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        cost: float = 0.0,
+    ) -> None:
+        """One task of ``stage`` finished."""
+        st = self.stages.setdefault(stage, StageProgress())
+        st.done += 1
+        st.cached += cached
+        st.failed += failed
+        st.input_tokens += input_tokens
+        st.output_tokens += output_tokens
+        st.cost += cost
+        self._changed(stage)
+
+    @property
+    def cost(self) -> float:
+        return sum(s.cost for s in self.stages.values())
+
+    def line(self) -> str:
+        """One plain line: every stage's done/total, hits and failures, throughput and cost."""
+        parts = [
+            f"{name} {s.done}/{s.total} (hits {s.cached}, failed {s.failed}, {s.tok_per_s():.0f} tok/s)"
+            for name, s in self.stages.items()
+        ]
+        return " | ".join(parts) + f" | ${self.cost:.4f}"
+
+    # -- display ----------------------------------------------------------------------
+    def _changed(self, stage: str) -> None:
+        if self.quiet:
+            return
+        if self.live:
+            self._render_bar(stage)
+            return
+        self._dirty = True
+        now = time.monotonic()
+        if now - self._last_line >= self.interval:
+            self._last_line = now
+            self._dirty = False
+            self.console.print(self.line(), markup=False)
+
+    def _render_bar(self, stage: str) -> None:
+        if self._bars is None:
+            self._bars = RichProgress(
+                TextColumn("{task.description:<10}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[tps]:>6.0f} tok/s"),
+                TextColumn("hits {task.fields[hits]}"),
+                TextColumn("failed {task.fields[fails]}"),
+                TextColumn("${task.fields[cost]:.4f}"),
+                TimeElapsedColumn(),
+                console=self.console,
+                transient=False,
+            )
+            self._bars.start()
+        st = self.stages[stage]
+        if stage not in self._bar_ids:
+            self._bar_ids[stage] = self._bars.add_task(stage, total=0, tps=0.0, hits=0, fails=0, cost=0.0)
+        self._bars.update(
+            self._bar_ids[stage],
+            total=st.total,
+            completed=st.done,
+            tps=st.tok_per_s(),
+            hits=st.cached,
+            fails=st.failed,
+            cost=st.cost,
+        )
+
+    def close(self) -> None:
+        """Stop the bars, or print the final plain line."""
+        if self._bars is not None:
+            self._bars.stop()
+            self._bars = None
+        elif not self.quiet and not self.live and self.stages and (self._dirty or self._last_line == 0.0):
+            self.console.print(self.line(), markup=False)
+        self._dirty = False
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,28 @@
+"""Shared fixtures: every test runs with specc's home and cache in tmp_path and no credentials."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from fakeserver import FakeServer
+
+_SCRUB = ("OPENAI_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(tmp_path, monkeypatch):
+    """Point SPECC_HOME/SPECC_CACHE at tmp_path and remove keys and SPECC_* settings."""
+    for name in list(os.environ):
+        if name in _SCRUB or name.startswith("SPECC_"):
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SPECC_HOME", str(tmp_path / "specc-home"))
+    monkeypatch.setenv("SPECC_CACHE", str(tmp_path / "cache.sqlite"))
+
+
+@pytest.fixture
+def fake_server(request):
+    """A started FakeServer; parametrize indirectly with a dict of FakeServer kwargs to configure it."""
+    with FakeServer(**getattr(request, "param", {})) as server:
+        yield server

@@ -1,0 +1,122 @@
+"""Misconfiguration fails within seconds, with a message that says what to fix."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+
+from fakeserver import FakeServer
+from specc.cache import Cache
+from specc.engine import Engine
+from specc.errors import AuthError, EndpointError, ModelNotFoundError
+from specc.llm.base import SamplingParams
+from specc.llm.openai import OpenAILLM
+from specc.records import Task
+
+
+class NoPreflight(OpenAILLM):
+    """The same provider without the GET /models check, to prove the first request fails fast too."""
+
+    preflight = None
+
+
+def tasks(llm, n=50):
+    return [
+        Task("ideas", "p", llm.id, ({"role": "user", "content": f"q{i}"},), SamplingParams(), "t") for i in range(n)
+    ]
+
+
+def run(llm, tmp_path, n=50):
+    """Run n tasks with the default (slow) retry policy; return the seconds it took to fail."""
+    with Cache(tmp_path / "c.sqlite") as cache:
+        engine = Engine(llm, cache, concurrency=8)
+        t0 = time.monotonic()
+        try:
+            engine.run_sync(tasks(llm, n), lambda t, g: None)
+        finally:
+            took = time.monotonic() - t0
+    return took
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("cls", [OpenAILLM, NoPreflight])
+def test_wrong_key_names_the_variable(tmp_path, monkeypatch, cls):
+    monkeypatch.setenv("TEAM_LLM_KEY", "wrong-key")
+    with FakeServer(api_key="right-key") as server:
+        llm = cls("fake-model", base_url=server.url, api_key_env="TEAM_LLM_KEY", timeout=5)
+        t0 = time.monotonic()
+        with pytest.raises(AuthError) as e:
+            run(llm, tmp_path)
+        assert time.monotonic() - t0 < 3
+        assert server.completions == 0 and server.requests <= 8
+    assert "TEAM_LLM_KEY" in str(e.value) and "401" in str(e.value)
+    assert "wrong-key" not in str(e.value)
+
+
+def test_missing_key_for_a_keyed_server(tmp_path):
+    with FakeServer(api_key="right-key") as server:
+        llm = OpenAILLM("fake-model", base_url=server.url, api_key_env="TEAM_LLM_KEY")
+        with pytest.raises(AuthError, match="no key was set.*TEAM_LLM_KEY"):
+            run(llm, tmp_path)
+
+
+def test_missing_openai_key_fails_at_construction():
+    with pytest.raises(AuthError, match="OPENAI_API_KEY is not set"):
+        OpenAILLM("gpt-4o-mini")
+
+
+@pytest.mark.parametrize("cls", [OpenAILLM, NoPreflight])
+def test_unreachable_endpoint_fails_fast(tmp_path, cls):
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    llm = cls("fake-model", base_url=url, timeout=5)
+    t0 = time.monotonic()
+    with pytest.raises(EndpointError) as e:
+        run(llm, tmp_path)
+    assert time.monotonic() - t0 < 3
+    assert url in str(e.value) and "server running" in str(e.value)
+
+
+@pytest.mark.parametrize("cls", [OpenAILLM, NoPreflight])
+def test_unknown_model_names_model_and_url(tmp_path, cls):
+    with FakeServer(models=("served-a", "served-b")) as server:
+        llm = cls("not-served", base_url=server.url, timeout=5)
+        t0 = time.monotonic()
+        with pytest.raises(ModelNotFoundError) as e:
+            run(llm, tmp_path)
+        assert time.monotonic() - t0 < 3 and server.completions == 0
+    assert "not-served" in str(e.value) and server.url in str(e.value)
+
+
+def test_wrong_base_url_path_says_to_check_it(tmp_path):
+    with FakeServer() as server:
+        llm = OpenAILLM("fake-model", base_url=server.url.removesuffix("/v1") + "/api", timeout=5)
+        t0 = time.monotonic()
+        with pytest.raises(EndpointError, match="check base_url"):
+            run(llm, tmp_path)
+        assert time.monotonic() - t0 < 3
+
+
+def test_server_dying_mid_run_is_retried_then_recorded(tmp_path):
+    """After the endpoint has answered once, refused connections are transient, not fatal."""
+    server = FakeServer().start()
+    llm = OpenAILLM("fake-model", base_url=server.url, timeout=2)
+    stopped = []
+
+    def on_result(t, g):
+        if not stopped:
+            server.stop()
+            stopped.append(True)
+
+    with Cache(tmp_path / "c.sqlite") as cache:
+        engine = Engine(llm, cache, concurrency=1, max_retries=2, retry_base_delay=0.01, retry_max_delay=0.02,
+                        min_tasks_for_failure_rate=100)
+        stats = engine.run_sync(tasks(llm, 5), on_result)
+    assert stats.calls == 1 and stats.failed == 4
+    assert all("cannot connect" in f["reason"] for f in stats.failures)

