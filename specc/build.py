@@ -1,0 +1,204 @@
+"""The driver: load → plan → generate (engine DAG) → curate → emit, with top-up rounds."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from specc.errors import InputError, RunError
+from specc.records import Record
+from specc.spec.schema import Spec
+
+LLM_FIELDS = ("calls", "cached", "failed", "retries", "input_tokens", "output_tokens", "cost_usd")
+
+
+def output_dir(spec: Spec, out: str | Path | None = None) -> Path:
+    """``--out``, else ``output.dir`` relative to the spec, else ``build/<name>`` beside the spec."""
+    if out is not None:
+        return Path(out).expanduser().absolute()
+    return spec.resolve(spec.output.dir or f"build/{spec.name}").absolute()
+
+
+@dataclass
+class BuildResult:
+    """What a build did: where the corpus is, what it holds, what it cost and what was dropped."""
+
+    spec: Spec
+    out_dir: Path
+    manifest: dict
+    kept: list[Record]
+    llm: dict
+    per_stage: dict[str, dict]
+    dropped: Counter
+    rounds: int
+    generated: Counter = field(default_factory=Counter)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def kept_tokens(self) -> int:
+        return sum(r.tokens for r in self.kept)
+
+    def counts(self) -> Counter:
+        return Counter(r.kind for r in self.kept)
+
+    def to_dict(self) -> dict:
+        return {
+            "out_dir": str(self.out_dir),
+            "records": dict(self.counts()),
+            "tokens": self.kept_tokens,
+            "budget_tokens": self.spec.corpus.budget.tokens,
+            "llm": self.llm,
+            "per_stage": self.per_stage,
+            "generated": dict(self.generated),
+            "dropped": dict(sorted(self.dropped.items())),
+            "rounds": self.rounds,
+        }
+
+
+def _add_stats(total: dict, per_stage: dict, stats) -> None:
+    for k in LLM_FIELDS:
+        total[k] = total.get(k, 0) + getattr(stats, k)
+    for stage, d in stats.per_stage.items():
+        acc = per_stage.setdefault(stage, {})
+        for k, v in d.items():
+            acc[k] = acc.get(k, 0) + v
+
+
+def _with_cap(spec: Spec, max_usd: float | None) -> Spec:
+    if max_usd is None:
+        return spec
+    gen = spec.generator.model_copy(update={"max_usd": max_usd})
+    return spec.model_copy(update={"generator": gen})
+
+
+def run_build(
+    spec_path: str | Path,
+    *,
+    out: str | Path | None = None,
+    provider: str | None = None,
+    model: str | None = None,
+    base_url: str | None = None,
+    cache_path: str | Path | None = None,
+    quiet: bool = False,
+    push: bool = False,
+    max_usd: float | None = None,
+) -> BuildResult:
+    """Build the corpus for the spec at ``spec_path``; a rerun of an unchanged spec makes no LLM call."""
+    from specc.cache import Cache, default_cache_path
+    from specc.spec.load import load_spec
+
+    spec = _with_cap(load_spec(spec_path), max_usd)
+    return build_spec(
+        spec, out=out, provider=provider, model=model, base_url=base_url,
+        cache_path=cache_path or default_cache_path(Path(spec_path)), quiet=quiet, push=push,
+    )
+
+
+def build_spec(
+    spec: Spec,
+    *,
+    cache_path: str | Path,
+    out: str | Path | None = None,
+    provider: str | None = None,
+    model: str | None = None,
+    base_url: str | None = None,
+    quiet: bool = False,
+    push: bool = False,
+    llm=None,
+) -> BuildResult:
+    """Build from a loaded spec (``llm`` overrides the provider the spec and flags name)."""
+    from specc.cache import Cache
+    from specc.curate import Curator
+    from specc.engine import Engine
+    from specc.llm.factory import make_llm
+    from specc.plan import plan_topup
+    from specc.progress import Progress
+    from specc.stages import Context, Pipeline
+
+    if push and not spec.output.hub.repo:
+        raise InputError("--push needs output.hub.repo in the spec (ORG/NAME)")
+    started = datetime.now(timezone.utc)
+    out_dir = output_dir(spec, out)
+    curator = Curator(spec)  # fails now, not after generation, on a bad decontamination file
+    llm = llm or make_llm(spec.generator, provider=provider, model=model, base_url=base_url)
+    cache = Cache(Path(cache_path))
+    ctx = Context.create(spec, llm.id)
+    pipe = Pipeline(ctx)
+    totals: dict = {}
+    per_stage: dict = {}
+    cap = spec.generator.max_usd
+
+    async def generate():
+        # One event loop for every round: providers keep per-loop HTTP clients.
+        engine = Engine.from_spec(spec, llm, cache, progress=progress)
+        tasks = pipe.first_tasks(0)
+        rounds = 0
+        while True:
+            if cap is not None:  # the cap covers the whole build, not each round
+                engine.max_usd = max(cap - totals.get("cost_usd", 0.0), 1e-9)
+            stats = await engine.run(tasks, pipe.on_result, pipe.on_failure)
+            _add_stats(totals, per_stage, stats)
+            pipe.end_round()
+            result = curator.run(pipe.sorted_records())
+            short = {k: v for k, v in result.shortfall.items() if v > 0}
+            if not short or rounds >= spec.corpus.rounds:
+                return result, rounds
+            tasks = plan_topup(spec, short, rounds + 1, records=pipe.records, ctx=ctx)
+            if not tasks:
+                return result, rounds
+            rounds += 1
+
+    async def generate_and_close():
+        try:
+            return await generate()
+        finally:  # the provider's connections belong to this loop
+            close = getattr(llm, "aclose", None)
+            if close is not None:
+                await close()
+
+    try:
+        with Progress(quiet=quiet) as progress:
+            result, rounds = asyncio.run(generate_and_close())
+    finally:
+        cache.close()
+    if not result.kept:
+        reasons = Counter(pipe.drops) + Counter(result.dropped)
+        top = ", ".join(f"{k} {v}" for k, v in reasons.most_common(6)) or "nothing was generated"
+        raise RunError(f"the build produced no records ({top}); generations are cached, so a rerun resumes")
+
+    dropped = Counter(pipe.drops) + Counter(result.dropped)
+    by_principle: dict[str, dict] = {}
+    for source in (pipe.drops_by_principle, result.dropped_by_principle):
+        for pid, c in source.items():
+            acc = by_principle.setdefault(pid, Counter())
+            acc.update(c)
+    gen_model = model or spec.generator.model
+    build_info = {
+        "llm": {"provider": provider or spec.generator.provider, "model": gen_model, "id": llm.id,
+                **{k: totals.get(k, 0) for k in ("calls", "cached", "failed", "input_tokens", "output_tokens")},
+                "cost_usd": round(totals.get("cost_usd", 0.0), 6)},
+        "dropped": dict(sorted(dropped.items())),
+        "dropped_by_principle": {p: dict(sorted(c.items())) for p, c in sorted(by_principle.items())},
+        "quotas": result.quotas,
+        "rounds": rounds,
+        "dedup": result.dedup_params,
+        "started_at": started.isoformat(timespec="seconds"),
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    from specc.emit import emit
+
+    from specc.emit.report import write_report
+
+    manifest = emit(result.kept, spec, out_dir, build_info=build_info, extra_writers=[write_report])
+    if push:
+        from specc.emit.hub import push as push_to_hub
+
+        push_to_hub(out_dir, spec.output.hub.repo, private=spec.output.hub.private)
+    generated = Counter({"ideas": pipe.ideas_count, "scenarios": pipe.scenarios_count})
+    generated.update(r.kind for r in pipe.records)
+    return BuildResult(spec, out_dir, manifest, result.kept, build_info["llm"], per_stage, dropped, rounds,
+                       generated, list(pipe.errors))
+

@@ -1,0 +1,168 @@
+"""`specc plan`, `specc diff`, `specc build`: what a build would do, what an edit changes, and the build."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from specc.cli import command, console
+from specc.errors import InputError
+
+SPEC_ARG = typer.Argument(..., help="The spec file (YAML).")
+JSON_OPT = typer.Option(False, "--json", help="Print JSON instead of tables.")
+PROVIDER_OPT = typer.Option(None, "--provider", help="Override generator.provider (local or openai).")
+MODEL_OPT = typer.Option(None, "--model", help="Override generator.model.")
+BASE_URL_OPT = typer.Option(None, "--base-url", help="Override generator.base_url (an OpenAI-compatible /v1 URL).")
+
+
+def _n(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:,.4f}".rstrip("0").rstrip(".")
+    return f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v)
+
+
+def _table(title: str, columns: list[str], rows: list[list]) -> Table:
+    table = Table(title=title, title_justify="left", show_edge=False)
+    for i, col in enumerate(columns):
+        table.add_column(col, justify="left" if i == 0 else "right")
+    for row in rows:
+        table.add_row(*(Text(_n(v)) for v in row))
+    return table
+
+
+def _short(items: list[str], n: int = 3) -> str:
+    return ", ".join(items[:n]) + (f" +{len(items) - n} more" if len(items) > n else "") if items else "-"
+
+
+def _say(text: str) -> None:
+    console.print(Text(text))
+
+
+@command("plan")
+def plan_cmd(
+    spec_path: Path = SPEC_ARG,
+    as_json: bool = JSON_OPT,
+    cache: Path | None = typer.Option(None, "--cache", help="The generation cache (default: SPECC_CACHE or .specc/cache.sqlite beside the spec)."),
+    provider: str | None = PROVIDER_OPT,
+    model: str | None = MODEL_OPT,
+    base_url: str | None = BASE_URL_OPT,
+) -> None:
+    """Show what a build would generate and cost, without calling any model."""
+    from specc.cache import Cache, default_cache_path
+    from specc.plan import make_plan
+    from specc.spec.load import load_spec
+    from specc.stages import llm_id
+
+    spec = load_spec(spec_path)
+    cache_file = Path(cache) if cache else default_cache_path(spec_path)
+    if cache and not cache_file.is_file():
+        raise InputError(f"no cache at {cache_file}")
+    handle = Cache(cache_file) if cache_file.is_file() else None  # never create a cache just to plan
+    try:
+        plan = make_plan(spec, model=llm_id(spec, provider, model, base_url), cache=handle)
+    finally:
+        if handle is not None:
+            handle.close()
+    if as_json:
+        typer.echo(json.dumps(plan.to_dict(), indent=2))
+        return
+    _say(f"{spec.name} {spec.version}: {len(spec.principles)} principles, model {plan.model}, "
+         f"budget {spec.corpus.budget.tokens:,} tokens")
+    console.print(_table(
+        "Tasks by stage",
+        ["stage", "tasks", "input tokens", "output tokens", "count"],
+        [[s, e.tasks, e.input_tokens, e.output_tokens, "exact" if s in ("ideas", "scenarios") else "estimated"]
+         for s, e in plan.stages.items()]
+        + [["total", plan.calls, plan.input_tokens, plan.output_tokens, ""]],
+    ))
+    console.print(_table(
+        "Per principle",
+        ["principle", "ideas tasks", "documents", "doc tokens / quota", "scenario tasks", "demonstrations",
+         "demo tokens / quota"],
+        [[pid, r["ideas_tasks"], r["documents"],
+          f"{r['expected_document_tokens']:,} / {r['quota_document_tokens']:,}",
+          r["scenarios_tasks"], r["demonstrations"],
+          f"{r['expected_demonstration_tokens']:,} / {r['quota_demonstration_tokens']:,}"]
+         for pid, r in plan.principles.items()],
+    ))
+    cost = f"${plan.cost_usd:,.4f}" if any(plan.prices) else "$0 (no price known for this model; set generator.prices)"
+    _say(f"estimated cost: {cost} for {plan.input_tokens:,} input + {plan.output_tokens:,} output tokens")
+    if plan.cache is not None:
+        c = plan.cache.to_dict()
+        _say(f"cache {c['path']}: {c['total_cached']:,} tasks cached (exact); would run "
+             f"{sum(c['to_run_exact'].values()):,} tasks whose keys are known (exact) "
+             f"+ about {sum(c['to_run_estimated'].values()):,} below them (estimated)")
+    else:
+        _say(f"no cache at {cache_file}: every task would run")
+    for note in plan.notes:
+        _say(f"note: {note}")
+
+
+@command("diff")
+def diff_cmd(
+    old: Path = typer.Argument(..., help="The spec before the edit."),
+    new: Path = typer.Argument(..., help="The spec after the edit."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Show which principles and stages an edit regenerates, and about how many calls a rebuild makes."""
+    from specc.plan import diff_specs
+    from specc.spec.load import load_spec
+
+    d = diff_specs(load_spec(old), load_spec(new))
+    if as_json:
+        typer.echo(json.dumps(d.to_dict(), indent=2))
+        return
+    changed = {pid: r for pid, r in d.principles.items() if r["calls"] or r["status"] != "unchanged"}
+    if changed:
+        console.print(_table(
+            "Principles",
+            ["principle", "status", "stages regenerated", "tasks changed", "calls"],
+            [[pid, r["status"], ", ".join(r["stages"]) or "-", _short(r["changes"]), r["calls"]]
+             for pid, r in changed.items()],
+        ))
+    for stage, h in d.templates.items():
+        _say(f"template {stage} changed ({h['old']} -> {h['new']}): its tasks regenerate")
+    if d.curation_only:
+        _say(f"changed without new calls (curation/emit re-run): {', '.join(d.curation_only)}")
+    if d.context == "spec" and d.calls:
+        _say("corpus.context is `spec`: every prompt carries the whole spec, so every edit regenerates everything")
+    _say(f"a rebuild would make about {d.calls:,} calls ({d.first_stage_calls:,} first-stage tasks are exact)"
+         if d.calls else "a rebuild would make no LLM calls")
+
+
+@command("build")
+def build_cmd(
+    spec_path: Path = SPEC_ARG,
+    out: Path | None = typer.Option(None, "--out", help="Output directory (default: output.dir, else build/<name> beside the spec)."),
+    provider: str | None = PROVIDER_OPT,
+    model: str | None = MODEL_OPT,
+    base_url: str | None = BASE_URL_OPT,
+    cache: Path | None = typer.Option(None, "--cache", help="The generation cache (default: SPECC_CACHE or .specc/cache.sqlite beside the spec)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+    push: bool = typer.Option(False, "--push", help="Upload the result to output.hub.repo on the Hugging Face Hub."),
+    max_usd: float | None = typer.Option(None, "--max-usd", min=0, help="Stop when this much has been spent (overrides generator.max_usd)."),
+) -> None:
+    """Generate, curate and write the corpus; a rerun of an unchanged spec makes no LLM call."""
+    from specc.build import run_build
+
+    r = run_build(spec_path, out=out, provider=provider, model=model, base_url=base_url, cache_path=cache,
+                  quiet=quiet, push=push, max_usd=max_usd)
+    counts = r.counts()
+    budget = r.spec.corpus.budget.tokens
+    llm = r.llm
+    _say(f"built {counts.get('document', 0):,} documents and {counts.get('demonstration', 0):,} demonstrations: "
+         f"{r.kept_tokens:,} tokens of a {budget:,} budget ({100 * r.kept_tokens / budget:.0f}%)"
+         + (f", {r.rounds} top-up round(s)" if r.rounds else ""))
+    _say(f"llm {llm['id']}: {llm['calls']:,} calls, {llm['cached']:,} cached, {llm['failed']:,} failed, "
+         f"{llm['input_tokens']:,} input + {llm['output_tokens']:,} output tokens, ${llm['cost_usd']:,.4f}")
+    if r.dropped:
+        _say("dropped: " + ", ".join(f"{k} {v:,}" for k, v in r.dropped.most_common()))
+    for e in r.errors[:5]:
+        _say(f"warning: {e}")
+    _say(f"wrote {r.out_dir}" + (f" and pushed it to {r.spec.output.hub.repo}" if push else ""))

@@ -1,0 +1,106 @@
+"""One Jinja2 template per stage; a template's content hash enters every task key it renders.
+
+A template defines a ``system`` and/or a ``user`` block; each non-empty block becomes
+one message. Spec text reaches a template only as variable values, which Jinja2
+never re-parses, so a literal ``{{`` in a principle is just text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import jinja2
+
+from specc.errors import InputError
+from specc.llm.base import Message
+from specc.records import sha256_hex
+
+STAGES: tuple[str, ...] = ("ideas", "document", "scenarios", "reply", "judge")
+BLOCKS: tuple[str, ...] = ("system", "user")
+
+_ENV = jinja2.Environment(
+    undefined=jinja2.StrictUndefined,
+    autoescape=False,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=False,
+)
+
+
+def marker(stage: str) -> str:
+    """The first line of every built-in prompt for ``stage``: lets a test server tell stages apart."""
+    return f"# specc:{stage}"
+
+
+@dataclass(frozen=True, eq=False)
+class PromptTemplate:
+    """A compiled stage template and the hash of its source."""
+
+    stage: str
+    source: str
+    origin: str  # "builtin" or the override file
+    hash: str
+    _tmpl: jinja2.Template
+
+    def render(self, **ctx) -> list[Message]:
+        """The chat messages for ``ctx``: one per non-empty block, in system, user order."""
+        try:
+            if not any(b in self._tmpl.blocks for b in BLOCKS):
+                text = self._tmpl.render(**ctx).strip()
+                return [{"role": "user", "content": text}] if text else []
+            out: list[Message] = []
+            for block in BLOCKS:
+                fn = self._tmpl.blocks.get(block)
+                if fn is None:
+                    continue
+                text = "".join(fn(self._tmpl.new_context(ctx))).strip()
+                if text:
+                    out.append({"role": block, "content": text})
+            return out
+        except jinja2.UndefinedError as e:
+            raise InputError(
+                f"{self.origin}: the {self.stage} template uses an unknown variable ({e.message}); "
+                f"available: {', '.join(sorted(ctx))}"
+            ) from None
+        except jinja2.TemplateError as e:
+            raise InputError(f"{self.origin}: the {self.stage} template failed to render: {e}") from None
+
+
+def _compile(stage: str, source: str, origin: str) -> PromptTemplate:
+    try:
+        tmpl = _ENV.from_string(source)
+    except jinja2.TemplateSyntaxError as e:
+        raise InputError(f"{origin}:{e.lineno}: {stage} template: {e.message}") from None
+    return PromptTemplate(stage, source, origin, sha256_hex(source)[:16], tmpl)
+
+
+@lru_cache(maxsize=None)
+def _builtin(stage: str) -> PromptTemplate:
+    source = resources.files(__name__).joinpath(f"{stage}.j2").read_text(encoding="utf-8")
+    return _compile(stage, source, f"specc/prompts/{stage}.j2")
+
+
+def builtin_template(stage: str) -> PromptTemplate:
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}")
+    return _builtin(stage)
+
+
+def load_template(stage: str, spec=None) -> PromptTemplate:
+    """The template for ``stage``: ``spec.templates.<stage>`` if set, else the built-in one."""
+    override = getattr(spec.templates, stage) if spec is not None else None
+    if not override:
+        return builtin_template(stage)
+    path: Path = spec.resolve(override)
+    try:
+        source = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise InputError(f"templates.{stage}: cannot read {path}: {e.strerror or e}") from None
+    return _compile(stage, source, str(path))
+
+
+def load_templates(spec=None) -> dict[str, PromptTemplate]:
+    return {stage: load_template(stage, spec) for stage in STAGES}

@@ -1,0 +1,255 @@
+"""How a spec expands into tasks, and how each result becomes records or further tasks.
+
+``Pipeline`` is the engine's ``on_result``: an ideas result returns document tasks,
+a scenarios result returns reply tasks, a reply returns a judge task, and the
+leaves append Records. Everything a prompt contains is chosen here, so an edit to
+one principle changes only the keys of the tasks that carry it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from typing import Callable, Iterable
+
+from specc.llm.base import Generation, Message, SamplingParams
+from specc.prompts import PromptTemplate, load_templates
+from specc.records import Record, Task, sha256_hex
+from specc.spec.schema import Principle, Spec
+from specc.stages.parsing import ParseFailure
+from specc.tokens import Tokenizer, get_tokenizer
+
+FIRST_STAGES = ("ideas", "scenarios")
+DOWNSTREAM = {"ideas": ("document",), "scenarios": ("reply", "judge")}
+# Share of max_tokens an answer typically uses; only for estimates, never for decisions.
+FILL = {"ideas": 0.7, "document": 0.75, "scenarios": 0.7, "reply": 0.5, "judge": 0.4}
+
+
+def llm_id(spec: Spec, provider: str | None = None, model: str | None = None, base_url: str | None = None) -> str:
+    """The id ``make_llm`` would give, without constructing the provider (which may load a model or need a key)."""
+    provider = provider or spec.generator.provider
+    model = model or spec.generator.model
+    if provider == "openai":
+        from specc.llm.openai import OPENAI_URL, public_url
+
+        return f"openai:{model}@{public_url((base_url or spec.generator.base_url or OPENAI_URL).rstrip('/'))}"
+    return f"{provider}:{model}"
+
+
+def format_principle(p: Principle, *, examples: bool = True) -> str:
+    """A principle as prompt text. Holdout examples never appear: they exist to test the corpus."""
+    lines = [f'Principle "{p.title}" (id: {p.id}, priority {p.priority})', f"What: {p.statement.strip()}"]
+    if p.rationale.strip():
+        lines.append(f"Why: {p.rationale.strip()}")
+    if p.subrules:
+        lines.append("In particular:")
+        lines += [f"- {r.strip()}" for r in p.subrules]
+    shown = [e for e in p.examples if not e.holdout] if examples else []
+    if shown:
+        lines.append("Examples:")
+        lines += [format_example(e) for e in shown]
+    return "\n".join(lines)
+
+
+def format_example(e) -> str:
+    parts = []
+    if e.system:
+        parts.append(f"  Operator instructions: {e.system.strip()}")
+    parts.append(f"  User: {e.user.strip()}")
+    if e.good:
+        parts.append(f"  A good reply: {e.good.strip()}")
+    if e.bad:
+        parts.append(f"  A bad reply: {e.bad.strip()}")
+    if e.note:
+        parts.append(f"  Why: {e.note.strip()}")
+    return "-" + "\n".join(parts)[1:]
+
+
+def format_spec(spec: Spec) -> str:
+    """The whole spec as prompt text, for ``corpus.context: spec``."""
+    head = f"Assistant: {spec.assistant.name}" + (f", developed by {spec.assistant.developer}" if spec.assistant.developer else "")
+    desc = [spec.description.strip()] if spec.description.strip() else []
+    return "\n\n".join([head, *desc, *(format_principle(p) for p in spec.principles)])
+
+
+def partner_of(spec: Spec, p: Principle) -> Principle | None:
+    """The principle a ``conflict`` demonstration pairs with ``p``: the nearest in priority, then in spec order."""
+    order = {q.id: i for i, q in enumerate(spec.principles)}
+    others = [q for q in spec.principles if q.id != p.id]
+    if not others:
+        return None
+    return min(others, key=lambda q: (abs(q.priority - p.priority), abs(order[q.id] - order[p.id]), order[q.id]))
+
+
+@dataclass
+class Context:
+    """What every stage needs to build tasks: the spec, the model id, the templates, the tokenizer."""
+
+    spec: Spec
+    model: str
+    templates: dict[str, PromptTemplate]
+    tokenizer: Tokenizer
+    spec_text: str = ""
+
+    @classmethod
+    def create(cls, spec: Spec, model: str) -> Context:
+        return cls(
+            spec=spec,
+            model=model,
+            templates=load_templates(spec),
+            tokenizer=get_tokenizer(spec.corpus.budget.tokenizer, spec.base_dir),
+            spec_text=format_spec(spec) if spec.corpus.context == "spec" else "",
+        )
+
+    def seed(self, *parts) -> int | None:
+        """A per-task seed: the same slot always gets the same seed, different slots differ."""
+        if self.spec.generator.seed is None:
+            return None
+        h = sha256_hex([self.spec.generator.seed, self.spec.corpus.seed, *parts])
+        return int(h[:8], 16) & 0x7FFFFFFF
+
+    def params(self, stage: str, max_tokens: int, seed_parts: tuple, *, json_mode: bool = False) -> SamplingParams:
+        g = self.spec.generator
+        return SamplingParams(
+            # The judge grades; sampling noise would only make its verdicts less repeatable.
+            temperature=0.0 if stage == "judge" else g.temperature,
+            top_p=g.top_p,
+            max_tokens=max_tokens,
+            seed=self.seed(stage, *seed_parts),
+            json_mode=json_mode,
+        )
+
+    def base(self, p: Principle, round: int, *, examples: bool = True) -> dict:
+        a = self.spec.assistant
+        return {
+            "assistant": {"name": a.name, "developer": a.developer},
+            "language": self.spec.language,
+            "spec_text": self.spec_text,
+            "round": round,
+            "principle": p.model_dump(mode="json", exclude={"examples"}),
+            "principle_text": format_principle(p, examples=examples),
+        }
+
+    def task(self, stage: str, p: Principle, messages: list[Message], params: SamplingParams, meta: dict) -> Task:
+        return Task(
+            stage=stage,
+            principle_id=p.id,
+            model=self.model,
+            messages=tuple(messages),
+            params=params,
+            template_hash=self.templates[stage].hash,
+            meta={"principle_id": p.id, "round": 0, **meta},
+        )
+
+    def provenance(self, task: Task, gen: Generation) -> dict:
+        return {
+            "principle_id": task.principle_id,
+            "model": self.model,
+            "template_hash": task.template_hash,
+            "task_key": task.key,
+            "spec_version": self.spec.version,
+            "finish_reason": gen.finish_reason,
+            "round": task.meta.get("round", 0),
+        }
+
+
+def max_tokens_for(spec: Spec, stage: str, kind: str | None = None) -> int:
+    """The output limit of a first attempt at ``stage``."""
+    docs, demos = spec.corpus.documents, spec.corpus.demonstrations
+    # Room for well-formed JSON plus some slack; a cut list still yields its complete items.
+    if stage == "ideas":
+        return 60 + 80 * docs.ideas_per_genre
+    if stage == "document":  # room to plan before the document itself
+        return docs.max_tokens + max(64, docs.max_tokens // 4)
+    if stage == "scenarios":
+        return 60 + (250 if kind == "multi_turn" else 120) * demos.per_kind
+    if stage == "reply":
+        return demos.max_tokens
+    return 256
+
+
+def retry_with_error(task: Task, answer: str, failure: ParseFailure, instruction: str) -> Task | None:
+    """Once: the same task with the model's answer and the parse error appended, so it can fix it."""
+    if task.meta.get("parse_retry"):
+        return None
+    shown = answer.strip()[:4000] or "(an empty answer)"
+    messages = task.messages + (
+        {"role": "assistant", "content": shown},
+        {"role": "user", "content": f"That answer could not be used: {failure.detail}. {instruction}"},
+    )
+    return replace(task, messages=messages, meta={**task.meta, "parse_retry": True})
+
+
+def retry_longer(task: Task) -> Task | None:
+    """Once: the same task with twice the token limit (a new key, so not the cached truncated answer)."""
+    if task.meta.get("length_retry"):
+        return None
+    params = replace(task.params, max_tokens=task.params.max_tokens * 2)
+    return replace(task, params=params, meta={**task.meta, "length_retry": True})
+
+
+Handler = Callable[["Pipeline", Task, Generation], list[Task]]
+
+
+@dataclass
+class Pipeline:
+    """The engine callbacks: collects records and counts every drop as ``step:reason``."""
+
+    ctx: Context
+    records: list[Record] = field(default_factory=list)
+    drops: Counter = field(default_factory=Counter)
+    drops_by_principle: dict[str, Counter] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    ideas_count: int = 0
+    scenarios_count: int = 0
+    # Idea titles from finished rounds, per principle: a top-up round does not repeat them.
+    # Ideas of the running round join only at its end, so what is kept never depends on
+    # the order in which concurrent tasks finish.
+    prior_ideas: dict[str, set[str]] = field(default_factory=dict)
+    round_ideas: dict[str, set[str]] = field(default_factory=dict)
+
+    def first_tasks(self, round: int = 0) -> list[Task]:
+        from specc.stages import demonstrations, documents
+
+        return documents.ideas_tasks(self.ctx, round) + demonstrations.scenario_tasks(self.ctx, round)
+
+    def end_round(self) -> None:
+        for pid, titles in self.round_ideas.items():
+            self.prior_ideas.setdefault(pid, set()).update(titles)
+        self.round_ideas.clear()
+
+    def on_result(self, task: Task, gen: Generation) -> list[Task]:
+        from specc.stages import demonstrations, documents
+
+        handlers: dict[str, Handler] = {
+            "ideas": documents.on_ideas,
+            "document": documents.on_document,
+            "scenarios": demonstrations.on_scenarios,
+            "reply": demonstrations.on_reply,
+            "judge": demonstrations.on_judge,
+        }
+        try:
+            return handlers[task.stage](self, task, gen)
+        except Exception as e:  # noqa: BLE001 - one odd answer must not sink a long build; it is counted
+            self.drop(f"internal:{task.stage}_error", pid=task.principle_id)
+            if len(self.errors) < 20:
+                self.errors.append(f"{task.stage} {task.key[:12]}: {type(e).__name__}: {e}")
+            return []
+
+    def on_failure(self, task: Task, error: str) -> None:
+        self.drop(f"generate:{task.stage}_failed", pid=task.principle_id)
+
+    def drop(self, reason: str, n: int = 1, *, pid: str | None = None) -> None:
+        if n:
+            self.drops[reason] += n
+            if pid:
+                self.drops_by_principle.setdefault(pid, Counter())[reason] += n
+
+    def sorted_records(self) -> list[Record]:
+        """Records in a stable order, whatever order the tasks finished in."""
+        order = {p.id: i for i, p in enumerate(self.ctx.spec.principles)}
+        return sorted(self.records, key=lambda r: (r.kind, order.get(r.principle_id, 0), r.meta.get("task_key", ""), r.id))
+
+
+def count_tokens(tok: Tokenizer, texts: Iterable[str]) -> int:
+    return sum(tok.count(t) for t in texts)

@@ -1,0 +1,225 @@
+"""`specc build` end to end against the fake OpenAI-compatible server on loopback."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "stages"))
+
+from fakeserver import FakeServer, Reply  # noqa: E402
+from responder import StageResponder, stage_of  # noqa: E402
+from stagekit import edited, spec_dict, write_spec  # noqa: E402
+
+from specc.build import run_build  # noqa: E402
+from specc.cache import Cache  # noqa: E402
+from specc.cli import app  # noqa: E402
+from specc.errors import CostCapError  # noqa: E402
+from specc.plan import diff_specs, make_plan  # noqa: E402
+from specc.spec.load import load_spec  # noqa: E402
+from specc.stages import llm_id  # noqa: E402
+
+runner = CliRunner()
+
+
+def ten(**corpus) -> dict:
+    base = {
+        "budget": {"tokens": 1500},
+        "documents": {"genres": ["FAQ"], "ideas_per_genre": 2, "max_tokens": 200},
+        "demonstrations": {"kinds": ["direct", "conflict"], "per_kind": 1, "max_tokens": 120},
+    }
+    base.update(corpus)
+    return spec_dict(10, **base)
+
+
+def build(path: Path, server: FakeServer, tmp_path: Path, **kw):
+    return run_build(path, provider="openai", model="fake-model", base_url=server.url,
+                     cache_path=tmp_path / "cache.sqlite", quiet=True, **kw)
+
+
+def test_ten_principles_plan_build_rebuild_and_edit(tmp_path):
+    d = ten()
+    path = write_spec(tmp_path / "spec.yaml", d)
+    responder = StageResponder()
+    with FakeServer(responder) as server:
+        spec = load_spec(path)
+        model = llm_id(spec, "openai", "fake-model", server.url)
+        plan = make_plan(spec, model=model)
+        r = build(path, server, tmp_path)
+        # exactly the planned work: 10 ideas, 20 documents, 20 scenarios, 20 replies, 20 judges
+        assert server.completions == plan.calls == 90
+        assert dict(responder.counts) == {s: e.tasks for s, e in plan.stages.items()}
+        assert r.generated["ideas"] == r.generated["document"] == sum(p["documents"] for p in plan.principles.values())
+        assert r.generated["demonstration"] == sum(p["demonstrations"] for p in plan.principles.values()) == 20
+        assert r.rounds == 0 and r.llm["calls"] == 90 and r.llm["cached"] == 0
+        assert r.out_dir == tmp_path / "build" / "test-spec"
+        manifest = json.loads((r.out_dir / "manifest.json").read_text())
+        assert (r.out_dir / "report.html").is_file()
+        assert manifest["counts"]["documents"] + manifest["counts"]["demonstrations"] == len(r.kept) > 0
+        assert not any("HOLDOUT" in p for p in responder.prompts)
+
+        # unchanged: no call at all
+        r2 = build(path, server, tmp_path)
+        assert server.completions == 90 and r2.llm["calls"] == 0 and r2.llm["cached"] == 90
+        assert [x.id for x in r2.kept] == [x.id for x in r.kept]
+
+        # one principle edited: calls only for tasks that carry it, as many as plan and diff said
+        new = edited(d, "p3", statement="Nova now does thing three differently.")
+        write_spec(path, new)
+        with Cache(tmp_path / "cache.sqlite") as cache:
+            cplan = make_plan(load_spec(path), model=model, cache=cache).cache.to_dict()
+        diff = diff_specs(spec, load_spec(path), model_old=model, model_new=model)
+        assert {pid for pid, p in diff.principles.items() if p["calls"]} == {"p3", *diff_partners(diff)}
+        before = len(responder.prompts)
+        build(path, server, tmp_path)
+        made = responder.prompts[before:]
+        assert len(made) == server.completions - 90 == diff.calls == cplan["total_to_run"]
+        assert sum(cplan["to_run_exact"].values()) == diff.first_stage_calls
+        assert made and all("(id: p3," in p for p in made)
+
+
+def diff_partners(diff) -> set[str]:
+    """Principles whose only changes are conflict tasks (they pair with the edited one)."""
+    return {pid for pid, p in diff.principles.items()
+            if p["status"] == "unchanged" and p["changes"] and all("[conflict]" in c for c in p["changes"])}
+
+
+class MessyResponder(StageResponder):
+    """What small models do: fences and prose, trailing commas, cut lists, duplicates, empty answers, rambling."""
+
+    def __init__(self):
+        super().__init__()
+        self.n = 0
+
+    def __call__(self, body):
+        self.n += 1
+        stage = stage_of(body)
+        good = super().__call__(body)
+        retry = "could not be used" in body["messages"][-1]["content"]
+        if stage == "ideas":
+            ideas = json.loads(good)["ideas"]
+            ideas.append(dict(ideas[0]))  # a duplicate
+            text = json.dumps({"ideas": ideas}, indent=1)
+            if self.n % 3 == 0:
+                return Reply(text[: text.rindex('"setting"')], "length")  # cut inside the last item
+            return "Sure! Here you go:\n```json\n" + text.replace("}", ",}", 1) + "\n```\nEnjoy."
+        if stage == "scenarios":
+            return "Here are the situations you asked for.\n" + good + "\nI hope these are useful."
+        if stage == "document" and self.n % 4 == 0 and not retry:
+            return ""
+        if stage == "judge":
+            verdict = json.loads(good)["verdict"].upper()
+            return f"Let me think about this carefully. The reply addresses the user.\nVerdict: {verdict}."
+        return good
+
+
+def test_messy_outputs_survive_and_are_counted(tmp_path):
+    path = write_spec(tmp_path / "spec.yaml", spec_dict(2))
+    responder = MessyResponder()
+    with FakeServer(responder) as server:
+        r = build(path, server, tmp_path)
+    assert r.kept and r.generated["document"] and r.generated["demonstration"]
+    assert r.dropped["ideas:duplicate"] > 0
+    assert "parse:empty" not in r.dropped  # an empty document was retried with its error, and the retry worked
+    assert sum(1 for p in responder.prompts if "could not be used" in p) > 0
+    assert not any(k.startswith(("judge:", "scenarios:", "internal:")) for k in r.dropped)
+    for rec in r.kept:
+        assert rec.meta["task_key"] and rec.meta["model"].startswith("openai:fake-model@")
+
+
+def test_top_up_only_for_short_quotas(tmp_path):
+    d = spec_dict(2, budget={"tokens": 2200}, rounds=2,
+                  documents={"genres": ["FAQ", "news report", "op-ed"], "ideas_per_genre": 1, "max_tokens": 200},
+                  demonstrations={"kinds": ["direct"], "per_kind": 1, "judge": False})
+    d["principles"][0]["weight"] = 6.0
+    d["principles"][1]["weight"] = 0.2
+    path = write_spec(tmp_path / "spec.yaml", d)
+    responder = StageResponder()
+    with FakeServer(responder) as server:
+        r = build(path, server, tmp_path)
+        calls = server.completions
+        extra = [p for p in responder.prompts if "extra round" in p]
+        assert 1 <= r.rounds <= 2 and extra
+        assert all("(id: p0," in p for p in extra)  # p1's small quota was met in round 0
+        assert r.generated["document"] > 3
+        again = build(path, server, tmp_path)
+        assert server.completions == calls and again.rounds == r.rounds
+
+
+def test_literal_braces_in_yaml_spec_are_harmless(tmp_path):
+    (tmp_path / "spec.yaml").write_text(
+        "specc: 1\nname: braces\nassistant: {name: Nova}\nprinciples:\n"
+        "  - id: tpl\n    title: Templates\n"
+        "    statement: \"{{ assistant.name }} explains that {{ user }} and {% raw %} are template syntax.\"\n"
+        "corpus:\n  budget: {tokens: 600}\n  documents: {genres: [FAQ], ideas_per_genre: 1, max_tokens: 100}\n"
+        "  demonstrations: {kinds: [direct], per_kind: 1, max_tokens: 64}\n  filters: {check_language: false}\n",
+        encoding="utf-8",
+    )
+    responder = StageResponder()
+    with FakeServer(responder) as server:
+        r = build(tmp_path / "spec.yaml", server, tmp_path)
+    assert r.kept
+    assert responder.prompts
+    assert all("Nova explains that {{ user }} and {% raw %} are template syntax." in p for p in responder.prompts)
+
+
+def test_cli_build_plan_diff(tmp_path):
+    d = spec_dict(2)
+    path = write_spec(tmp_path / "spec.yaml", d)
+    cache = tmp_path / "c.sqlite"
+    with FakeServer(StageResponder()) as server:
+        flags = ["--provider", "openai", "--model", "fake-model", "--base-url", server.url]
+        res = runner.invoke(app, ["plan", str(path), "--json", "--cache", str(tmp_path / "nope.sqlite"), *flags])
+        assert res.exit_code == 2 and "no cache" in res.output
+        res = runner.invoke(app, ["plan", str(path), *flags])
+        assert res.exit_code == 0, res.output
+        assert "Tasks by stage" in res.output and "exact" in res.output and "every task would run" in res.output
+        out = tmp_path / "out"
+        res = runner.invoke(app, ["build", str(path), "--out", str(out), "--cache", str(cache), "--quiet", *flags])
+        assert res.exit_code == 0, res.output
+        assert re.search(r"built \d+ documents and \d+ demonstrations", res.output)
+        assert f"wrote {out}" in res.output and (out / "manifest.json").is_file()
+        res = runner.invoke(app, ["plan", str(path), "--json", "--cache", str(cache), *flags])
+        data = json.loads(res.output)
+        # top-up rounds are not walked, so the cached count may be below the calls the build made
+        assert data["cache"]["total_to_run"] == 0 and 0 < data["cache"]["total_cached"] <= server.completions
+    new = write_spec(tmp_path / "new.yaml", edited(d, "p1", title="Renamed"))
+    res = runner.invoke(app, ["diff", str(path), str(new)])
+    assert res.exit_code == 0 and "p1" in res.output and "edited" in res.output
+    res = runner.invoke(app, ["diff", str(path), str(path), "--json"])
+    assert json.loads(res.output)["calls"] == 0
+
+
+def test_cli_exit_codes(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("specc: 1\nname: x\n", encoding="utf-8")
+    assert runner.invoke(app, ["build", str(bad)]).exit_code == 2
+    path = write_spec(tmp_path / "spec.yaml", spec_dict(1))
+    res = runner.invoke(app, ["build", str(path), "--provider", "openai", "--model", "fake-model",
+                              "--base-url", "http://127.0.0.1:9/v1", "--quiet"])
+    assert res.exit_code == 1 and "error:" in res.output
+
+
+def test_cost_cap_stops_and_rerun_resumes(tmp_path):
+    d = spec_dict(2)
+    d["generator"] = {"prices": {"input_per_mtok": 1000.0, "output_per_mtok": 1000.0}, "concurrency": 1}
+    path = write_spec(tmp_path / "spec.yaml", d)
+    with FakeServer(StageResponder()) as server:
+        with pytest.raises(CostCapError) as e:
+            build(path, server, tmp_path, max_usd=0.05)
+        assert "max_usd" in str(e.value)
+        first = server.completions
+        r = build(path, server, tmp_path)
+        assert r.llm["cached"] >= first and r.kept
+
+
+def test_push_without_repo_is_an_input_error(tmp_path):
+    path = write_spec(tmp_path / "spec.yaml", spec_dict(1))
+    res = runner.invoke(app, ["build", str(path), "--push", "--quiet"])
+    assert res.exit_code == 2 and "hub.repo" in res.output
+

@@ -1,0 +1,142 @@
+"""Stage templates: markers, overrides, hashes in keys, and spec text treated as data."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "stages"))
+
+from stagekit import make_spec, spec_dict  # noqa: E402
+
+from specc.errors import InputError  # noqa: E402
+from specc.prompts import STAGES, builtin_template, load_template, marker  # noqa: E402
+from specc.spec.schema import Spec  # noqa: E402
+from specc.stages import Context, demonstrations, documents  # noqa: E402
+from specc.stages.parsing import Idea, Scenario  # noqa: E402
+
+IDEA = Idea(title="A day with Nova", angle="a", audience="b", setting="c")
+SCENARIO = Scenario.model_validate({"system": "Operator says hi.", "turns": [{"role": "user", "content": "Hello?"}]})
+
+
+def all_stage_tasks(ctx: Context, pid: str = "p0") -> dict:
+    p = ctx.spec.principle(pid)
+    return {
+        "ideas": documents.ideas_task(ctx, p, "FAQ"),
+        "document": documents.document_task(ctx, p, "FAQ", IDEA),
+        "scenarios": demonstrations.scenario_task(ctx, p, "conflict"),
+        "reply": demonstrations.reply_task(ctx, p, "conflict", SCENARIO),
+        "judge": demonstrations.judge_task(ctx, p, "conflict", SCENARIO, "A reply."),
+    }
+
+
+def test_every_stage_has_a_template_with_its_marker():
+    ctx = Context.create(make_spec(), "fake:m")
+    for stage, task in all_stage_tasks(ctx).items():
+        assert stage in STAGES
+        assert task.template_hash == builtin_template(stage).hash
+        first = task.messages[0] if stage == "reply" else next(m for m in task.messages if m["role"] == "user")
+        assert first["content"].splitlines()[0] == marker(stage)
+
+
+def test_literal_braces_in_a_spec_are_just_text():
+    tricky = "Nova writes {{ user.name }} and {% if x %} literally, plus {# not a comment #} and }}."
+    d = spec_dict(2)
+    d["principles"][0]["statement"] = tricky
+    d["principles"][0]["subrules"] = ["{% endif %} is fine too"]
+    d["principles"][0]["examples"][0]["user"] = "What does {{ 7*7 }} print?"
+    ctx = Context.create(Spec.model_validate(d), "fake:m")
+    for stage, task in all_stage_tasks(ctx).items():
+        text = "\n".join(m["content"] for m in task.messages)
+        assert tricky in text, stage
+        if stage != "scenarios":  # the scenario writer sees examples separately, verbatim too
+            assert "{% endif %} is fine too" in text
+    s = demonstrations.scenario_task(ctx, ctx.spec.principle("p0"), "direct")
+    assert "What does {{ 7*7 }} print?" in s.messages[-1]["content"]
+
+
+def test_prompt_carries_only_its_principle_unless_context_is_spec():
+    narrow = Context.create(make_spec(3), "fake:m")
+    ideas = "\n".join(m["content"] for m in all_stage_tasks(narrow)["ideas"].messages)
+    assert "thing 0" in ideas and "thing 1" not in ideas and "thing 2" not in ideas
+    wide = Context.create(make_spec(3, context="spec"), "fake:m")
+    ideas = "\n".join(m["content"] for m in all_stage_tasks(wide)["ideas"].messages)
+    assert all(f"thing {i}" in ideas for i in range(3))
+    assert "HOLDOUT" not in ideas
+
+
+def test_override_from_file_changes_only_its_stage(tmp_path):
+    (tmp_path / "tpl").mkdir()
+    (tmp_path / "tpl" / "doc.j2").write_text(
+        "{% block user %}# specc:document\nWrite a {{ genre }} about {{ assistant.name }}: {{ idea.title }}.\n"
+        "{{ principle_text }}{% endblock %}",
+        encoding="utf-8",
+    )
+    d = spec_dict()
+    base = Context.create(Spec.model_validate(d), "fake:m")
+    d["templates"] = {"document": "tpl/doc.j2"}
+    spec = Spec.model_validate(d)
+    spec._source = tmp_path / "spec.yaml"
+    over = Context.create(spec, "fake:m")
+    t_base, t_over = all_stage_tasks(base), all_stage_tasks(over)
+    assert load_template("document", spec).origin == str(tmp_path / "tpl" / "doc.j2")
+    assert t_over["document"].template_hash != t_base["document"].template_hash
+    assert t_over["document"].key != t_base["document"].key
+    assert [m["role"] for m in t_over["document"].messages] == ["user"]
+    assert t_over["document"].messages[0]["content"].startswith("# specc:document\nWrite a FAQ about Nova: A day")
+    for stage in ("ideas", "scenarios", "reply", "judge"):
+        assert t_over[stage].key == t_base[stage].key
+
+
+def test_same_source_same_hash_any_edit_new_hash(tmp_path):
+    src = builtin_template("judge").source
+    d = spec_dict()
+    d["templates"] = {"judge": "judge.j2"}
+    spec = Spec.model_validate(d)
+    spec._source = tmp_path / "spec.yaml"
+    (tmp_path / "judge.j2").write_text(src, encoding="utf-8")
+    assert load_template("judge", spec).hash == builtin_template("judge").hash
+    (tmp_path / "judge.j2").write_text(src + "\n", encoding="utf-8")
+    assert load_template("judge", spec).hash != builtin_template("judge").hash
+
+
+@pytest.mark.parametrize(
+    "source,needle",
+    [
+        ("{% block user %}{{ nope }}{% endblock %}", "nope"),
+        ("{% block user %}{% if %}{% endblock %}", "bad.j2:1"),
+    ],
+    ids=["undefined-variable", "syntax-error"],
+)
+def test_bad_override_is_an_input_error(tmp_path, source, needle):
+    (tmp_path / "bad.j2").write_text(source, encoding="utf-8")
+    d = spec_dict()
+    d["templates"] = {"ideas": "bad.j2"}
+    spec = Spec.model_validate(d)
+    spec._source = tmp_path / "spec.yaml"
+    with pytest.raises(InputError, match=needle):
+        ctx = Context.create(spec, "fake:m")
+        documents.ideas_task(ctx, spec.principles[0], "FAQ")
+
+
+def test_missing_override_file_is_an_input_error(tmp_path):
+    d = spec_dict()
+    d["templates"] = {"reply": "missing.j2"}
+    spec = Spec.model_validate(d)
+    spec._source = tmp_path / "spec.yaml"
+    with pytest.raises(InputError, match="templates.reply"):
+        Context.create(spec, "fake:m")
+
+
+def test_small_model_templates_render(tmp_path):
+    """The short templates suggested for tiny local models stay valid overrides."""
+    small = Path(__file__).parent / "fixtures" / "stages" / "small"
+    d = spec_dict(2)
+    d["templates"] = {stage: str(small / f"{stage}.j2") for stage in STAGES}
+    spec = Spec.model_validate(d)
+    ctx = Context.create(spec, "fake:m")
+    for stage, task in all_stage_tasks(ctx).items():
+        assert task.template_hash == load_template(stage, spec).hash != builtin_template(stage).hash
+        assert "thing 0" in "\n".join(m["content"] for m in task.messages), stage
