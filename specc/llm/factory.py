@@ -6,6 +6,21 @@ from specc.errors import InputError
 from specc.llm.base import LLM
 
 
+def llm_id(gen, *, provider: str | None = None, model: str | None = None, base_url: str | None = None) -> str:
+    """The id ``make_llm`` would give, without constructing the provider (which may load a model or need a key)."""
+    provider = provider or gen.provider
+    model = model or gen.model
+    if provider == "openai":
+        from specc.llm.openai import OPENAI_URL, public_url
+
+        return f"openai:{model}@{public_url((base_url or gen.base_url or OPENAI_URL).rstrip('/'))}"
+    if provider == "local":
+        from specc.llm.local import local_id
+
+        return local_id(model)
+    raise InputError(f"unknown provider {provider!r}; use `local` or `openai`")
+
+
 def make_llm(
     gen,
     *,

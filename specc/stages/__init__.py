@@ -26,14 +26,10 @@ FILL = {"ideas": 0.7, "document": 0.75, "scenarios": 0.7, "reply": 0.5, "judge":
 
 
 def llm_id(spec: Spec, provider: str | None = None, model: str | None = None, base_url: str | None = None) -> str:
-    """The id ``make_llm`` would give, without constructing the provider (which may load a model or need a key)."""
-    provider = provider or spec.generator.provider
-    model = model or spec.generator.model
-    if provider == "openai":
-        from specc.llm.openai import OPENAI_URL, public_url
+    """The id ``make_llm`` would give, without constructing the provider."""
+    from specc.llm.factory import llm_id as _llm_id
 
-        return f"openai:{model}@{public_url((base_url or spec.generator.base_url or OPENAI_URL).rstrip('/'))}"
-    return f"{provider}:{model}"
+    return _llm_id(spec.generator, provider=provider, model=model, base_url=base_url)
 
 
 def format_principle(p: Principle, *, examples: bool = True) -> str:
