@@ -1,0 +1,123 @@
+"""The curation pass: quality filters, exact and near dedup, decontamination, token budget."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from typing import TYPE_CHECKING
+
+from specc.curate.base import Step
+from specc.records import Record
+
+if TYPE_CHECKING:
+    from specc.spec.schema import Spec
+    from specc.tokens import Tokenizer
+
+# The steps are imported when a Curator is built, not with the package: the spawned language
+# workers import specc.curate.filters, and datasketch (with scipy) would double their start-up.
+
+__all__ = ["CurateResult", "Curator", "Step"]
+
+@dataclass
+class CurateResult:
+    """What curation kept, what it dropped and why, and how close each quota came to its target."""
+
+    kept: list[Record]
+    dropped: Counter[str] = field(default_factory=Counter)
+    dropped_by_principle: dict[str, Counter[str]] = field(default_factory=dict)
+    quotas: list[dict] = field(default_factory=list)
+    shortfall: dict[tuple[str, str], int] = field(default_factory=dict)
+    dedup_params: dict = field(default_factory=dict)
+    decontam_sources: dict[str, int] = field(default_factory=dict)  # eval source -> records dropped
+
+    def to_dict(self) -> dict:
+        return {
+            "kept": len(self.kept),
+            "kept_tokens": sum(r.tokens for r in self.kept),
+            "dropped": dict(sorted(self.dropped.items())),
+            "dropped_by_principle": {p: dict(sorted(c.items())) for p, c in sorted(self.dropped_by_principle.items())},
+            "quotas": [dict(q) for q in self.quotas],
+            "shortfall": [
+                {"principle_id": p, "kind": k, "missing_tokens": v} for (p, k), v in sorted(self.shortfall.items())
+            ],
+            "dedup_params": dict(self.dedup_params),
+            "decontam_sources": dict(sorted(self.decontam_sources.items())),
+        }
+
+
+class Curator:
+    """Builds every step from ``spec.corpus`` and runs records through them in a fixed order."""
+
+    def __init__(self, spec: Spec, *, tokenizer: Tokenizer | None = None, tolerance: float = 0.03) -> None:
+        from specc.curate.decontam import Decontaminator
+        from specc.curate.filters import QualityFilter
+        from specc.quotas import compute_quotas
+        from specc.tokens import get_tokenizer
+
+        corpus = spec.corpus
+        self.spec = spec
+        self.tolerance = tolerance
+        self.tokenizer = tokenizer or get_tokenizer(corpus.budget.tokenizer, spec.base_dir)
+        self.filter = QualityFilter.from_spec(spec)
+        self.dedup = corpus.dedup.enabled
+        self._near_args = dict(
+            threshold=corpus.dedup.threshold, num_perm=corpus.dedup.num_perm, ngram=corpus.dedup.ngram
+        )
+        # Built now so a missing or malformed eval file fails before any work is done.
+        self.decontam = Decontaminator.from_spec(spec)
+        self.quotas = compute_quotas(spec)
+
+    def count_tokens(self, records: list[Record]) -> None:
+        """Set ``tokens`` on records that have none: documents by text, demonstrations as chat."""
+        from specc.tokens import render_chat
+
+        todo = [r for r in records if not r.tokens]
+        texts = [r.text if r.kind == "document" else render_chat(r.messages) for r in todo]
+        count_batch = getattr(self.tokenizer, "count_batch", None)
+        counts = count_batch(texts) if count_batch else [self.tokenizer.count(t) for t in texts]
+        for r, n in zip(todo, counts):
+            r.tokens = n
+
+    def run(self, records: Iterable[Record]) -> CurateResult:
+        """Filter, dedup, decontaminate and select ``records`` to the budget."""
+        from specc.curate.budget import BudgetSelector
+        from specc.curate.dedup import ExactDedup, NearDedup
+
+        # Sorted first so every "keep the first" rule keeps the same record whatever order
+        # generation finished in.
+        ordered = sorted(records, key=lambda r: (r.id, r.principle_id))
+        # Counters start from zero on every run; the loaded eval tables are reused.
+        self.filter.drops, self.decontam.drops, self.decontam.by_source = Counter(), Counter(), Counter()
+        steps: list[Step] = [self.filter]
+        near = NearDedup(**self._near_args)
+        if self.dedup:
+            steps += [ExactDedup(), near]
+        steps.append(self.decontam)
+        budget = BudgetSelector(
+            self.quotas, tolerance=self.tolerance, seed=self.spec.corpus.seed, count=self.count_tokens
+        )
+
+        stream: Iterable[Record] = ordered
+        for step in steps:
+            stream = step(stream)
+        kept = list(budget(stream))
+        steps.append(budget)
+
+        dropped: Counter[str] = Counter()
+        by_principle: dict[str, Counter[str]] = {}
+        for step in steps:
+            for (reason, pid), n in step.drops.items():
+                key = f"{step.name}:{reason}"
+                dropped[key] += n
+                by_principle.setdefault(pid, Counter())[key] += n
+        return CurateResult(
+            kept=kept,
+            dropped=dropped,
+            dropped_by_principle=by_principle,
+            quotas=budget.report,
+            shortfall=budget.shortfall,
+            dedup_params={**near.params, "enabled": self.dedup},
+            decontam_sources=dict(self.decontam.by_source),
+        )

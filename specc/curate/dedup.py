@@ -1,0 +1,129 @@
+"""Exact and near-duplicate removal (MinHash + datasketch's LSH), per kind.
+
+Near dedup keeps the record with the smallest id of each group. Exact dedup streams and keeps
+the first it sees; the Curator feeds it records sorted by id, so it too keeps the smallest id,
+whatever order generation finished in. Demonstrations get a second pass on their first user
+turn, so one prompt answered twice still counts once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+from datasketch import MinHashLSH
+
+from specc.curate.base import Step
+from specc.curate.minhash import EMPTY, lean_minhash, lsh_params, p_detect, signatures
+from specc.curate.normalize import normalize
+from specc.records import Record
+
+
+def _digest(text: str) -> bytes:
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
+
+
+class ExactDedup(Step):
+    """Drops records whose normalised text (or, for demonstrations, first user turn) was already seen."""
+
+    name = "exact_dedup"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._seen: dict[str, set[bytes]] = {}
+
+    def filter(self, record: Record) -> bool | tuple[bool, str]:
+        key = _digest(normalize(record.content))
+        seen = self._seen.setdefault(record.kind, set())
+        if key in seen:
+            return False, "duplicate"
+        if record.kind == "demonstration":
+            prompts = self._seen.setdefault("prompt", set())
+            pkey = _digest(normalize(record.first_user_turn))
+            if pkey in prompts:
+                return False, "duplicate_prompt"
+            prompts.add(pkey)
+        seen.add(key)
+        return True
+
+
+class NearDedup(Step):
+    """MinHash over word n-grams of normalised text; one record kept per near-duplicate group.
+
+    Candidates come from datasketch's ``MinHashLSH`` with datasketch's optimal bands and rows for
+    the threshold (false negatives weighted ``fn_weight``); a candidate counts only if the
+    signatures agree on at least ``threshold`` of their permutations. Records are visited by id
+    and each is compared only with the records kept so far, so a dropped record always has a
+    kept twin (``self.duplicate_of``) and a chain of small edits cannot merge dissimilar texts.
+    Survivors come out in input order.
+    """
+
+    name = "near_dedup"
+
+    def __init__(
+        self,
+        *,
+        threshold: float = 0.8,
+        num_perm: int = 128,
+        ngram: int = 5,
+        seed: int = 1,
+        fn_weight: float = 0.9,
+        workers: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.threshold = threshold
+        self.num_perm = num_perm
+        self.ngram = ngram
+        self.seed = seed
+        self.workers = workers
+        self.bands, self.rows = lsh_params(threshold, num_perm, fn_weight)
+        self.duplicate_of: dict[str, str] = {}  # dropped record id -> id of the kept record it matches
+
+    @property
+    def params(self) -> dict:
+        return {
+            "threshold": self.threshold,
+            "num_perm": self.num_perm,
+            "ngram": self.ngram,
+            "bands": self.bands,
+            "rows": self.rows,
+            "p_detect_at_threshold": round(p_detect(self.threshold, self.bands, self.rows), 6),
+        }
+
+    def filter(self, record: Record) -> bool | tuple[bool, str]:
+        raise TypeError("near-duplicate removal needs every record: call the step on an iterable")
+
+    def __call__(self, records: Iterable[Record]) -> Iterator[Record]:
+        records = list(records)
+        keep = np.ones(len(records), dtype=bool)
+        # Visited by id so the kept record of a group is the one with the smallest id.
+        order = sorted(range(len(records)), key=lambda i: (records[i].id, records[i].principle_id))
+        for kind in ("document", "demonstration"):
+            idx = [i for i in order if records[i].kind == kind]
+            self._pass(records, idx, keep, lambda r: r.content, "near_duplicate")
+            if kind == "demonstration":
+                idx = [i for i in idx if keep[i]]
+                self._pass(records, idx, keep, lambda r: r.first_user_turn, "near_duplicate_prompt")
+        for i, r in enumerate(records):
+            if keep[i]:
+                yield r
+
+    def _pass(self, records: list[Record], idx: list[int], keep: np.ndarray, field, reason: str) -> None:
+        if len(idx) < 2:
+            return
+        sig = signatures([field(records[i]) for i in idx], self.num_perm, self.ngram, self.seed, self.workers, raw=True)
+        nonempty = (sig != EMPTY).any(axis=1)
+        need = self.threshold * self.num_perm
+        lsh = MinHashLSH(threshold=self.threshold, num_perm=self.num_perm, params=(self.bands, self.rows))
+        for pos, i in enumerate(idx):
+            if not nonempty[pos]:
+                continue  # nothing to compare in an empty text
+            m = lean_minhash(sig[pos], self.seed)
+            matches = [j for j in lsh.query(m) if np.count_nonzero(sig[j] == sig[pos]) >= need]
+            if matches:
+                keep[i] = False
+                self.duplicate_of[records[i].id] = records[idx[min(matches)]].id
+                self.drop(records[i], reason)
+            else:
+                lsh.insert(pos, m, check_duplication=False)
