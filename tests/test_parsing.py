@@ -185,3 +185,14 @@ def test_rambling_judges(text, verdict):
 def test_unparseable_verdicts(text):
     with pytest.raises(ParseFailure):
         parse_verdict(text)
+
+
+def test_unmarked_short_lines_are_a_last_resort_for_tiny_models():
+    from specc.stages.parsing import parse_ideas, parse_scenarios
+
+    ideas, _, _ = parse_ideas("Why Tess quotes the warranty word for word\n\nA day on the support desk")
+    assert [i.title for i in ideas] == ["Why Tess quotes the warranty word for word", "A day on the support desk"]
+    scenarios, _, _ = parse_scenarios("Sure thing:\nIs my battery covered after 14 months?\nThat is all.", "direct")
+    assert [s.turns[-1].content for s in scenarios] == ["Is my battery covered after 14 months?"]
+    with pytest.raises(ParseFailure):
+        parse_scenarios("I cannot think of anything to write here at all.", "direct")

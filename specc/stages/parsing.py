@@ -108,6 +108,21 @@ def bullet_blocks(text: str) -> list[list[str]]:
     return blocks
 
 
+_CHATTER = re.compile(r"^(i|i'm|i am|i'll|sorry|sure|okay|ok|here|certainly|of course)\b", re.I)
+
+
+def plain_lines(text: str, *, max_words: int, question: bool = False) -> list[list[str]]:
+    """Short unmarked lines as items: what very small models give instead of a list (last resort)."""
+    lines = [_MD.sub("", ln).strip().strip('"“”') for ln in text.splitlines()]
+    keep = [
+        ln for ln in lines
+        if ln and len(ln.split()) <= max_words and not ln.endswith(":") and not _CHATTER.match(ln)
+    ]
+    if question:
+        keep = [ln for ln in keep if ln.endswith("?")]
+    return [[ln] for ln in keep]
+
+
 def _labelled(block: list[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for line in block:
@@ -202,7 +217,8 @@ def parse_ideas(text: str) -> tuple[list[Idea], bool, int]:
         ideas, bad = _validate_items(as_items(value, ("ideas", "items", "documents")), Idea)
     except ParseFailure:
         truncated = False
-        ideas, bad = _validate_items([_idea_from_block(b) for b in bullet_blocks(text)], Idea)
+        blocks = bullet_blocks(text) or plain_lines(text, max_words=25)
+        ideas, bad = _validate_items([_idea_from_block(b) for b in blocks], Idea)
     if not ideas:
         raise ParseFailure("unparseable", 'expected {"ideas": [{"title": ..., "angle": ..., "audience": ..., "setting": ...}]}')
     return ideas, truncated, bad
@@ -288,7 +304,7 @@ def parse_scenarios(text: str, kind: str) -> tuple[list[Scenario], bool, int]:
     except ParseFailure:
         truncated = False
         items = []
-        for block in bullet_blocks(text):
+        for block in bullet_blocks(text) or plain_lines(text, max_words=60, question=True):
             f = _labelled(block)
             user = f.get("user") or " ".join(b for b in block if not _LABEL.match(b)).strip().strip('"“”')
             items.append({"system": f.get("system") or f.get("operator"), "user": user})
