@@ -1,8 +1,10 @@
 """Spec → Plan: quotas, the first-stage tasks, expected task counts, tokens and cost; no LLM call.
 
-Only first-stage task keys (ideas, scenarios) are knowable before generation. With a
-cache, the plan walks it: a cached parent is parsed exactly as a build would, so its
-children's keys are exact too; only what hangs below an uncached task is estimated.
+How many tasks run follows from the quotas (``Context.sizing``); what each prompt says does
+not, so a budget change re-uses every cached call. Only first-stage task keys (ideas,
+scenarios) are knowable before generation. With a cache, the plan walks it: a cached
+parent is parsed exactly as a build would, so its children's keys are exact too; only
+what hangs below an uncached task is estimated.
 """
 
 from __future__ import annotations
@@ -15,33 +17,34 @@ from specc.pricing import cost_usd, price_for
 from specc.quotas import compute_quotas
 from specc.records import Record, Task
 from specc.spec.schema import Spec
-from specc.stages import FILL, Context, Pipeline, max_tokens_for
+from specc.stages import (
+    FILL,
+    OVERSHOOT,
+    Context,
+    Pipeline,
+    expected_demonstration_tokens,
+    expected_document_tokens,
+    fill_slots,
+    max_tokens_for,
+    proto_scenario,
+    rotation_offsets,
+    usable_kinds,
+)
 from specc.stages import demonstrations as demos_mod
 from specc.stages import documents as docs_mod
-from specc.stages.parsing import Idea, Scenario
+from specc.stages.parsing import Idea
 from specc.tokens import count_messages
 
 STAGE_ORDER = ("ideas", "document", "scenarios", "reply", "judge")
 
-# Stand-ins for an idea, a scenario and a reply of typical size: they give downstream
-# prompts whose token counts (and, for diff, whose keys minus the parent's output) are representative.
+# Stand-ins for an idea, a scenario (specc.stages.proto_scenario) and a reply of typical size: they give
+# downstream prompts whose token counts (and, for diff, whose keys minus the parent's output) are representative.
 PROTO_IDEA = Idea(
     title="How the assistant handled a difficult request, and why",
     angle="A concrete situation that shows the behaviour and the reasoning behind it",
     audience="general readers",
     setting="a widely read publication, this year",
 )
-_PROTO_USER = (
-    "I have been working on this for a while and I am stuck. Could you help me think it through, "
-    "and tell me honestly what you would do in my place and why?"
-)
-
-
-def proto_scenario(kind: str) -> Scenario:
-    turns = [{"role": "user", "content": _PROTO_USER}]
-    if kind == "multi_turn":
-        turns = [{"role": "user", "content": _PROTO_USER}, {"role": "assistant", "content": _PROTO_USER}] + turns
-    return Scenario.model_validate({"system": None, "turns": turns})
 
 
 def proto_reply(spec: Spec) -> str:
@@ -160,13 +163,15 @@ def make_plan(spec: Spec, *, model: str | None = None, cache=None, ctx: Context 
     ctx = ctx or Context.create(spec, model or llm_id(spec))
     tok = ctx.tokenizer
     quotas = compute_quotas(spec)
-    pipe = Pipeline(ctx)
-    first = pipe.first_tasks(0)
+    sizing = ctx.sizing()
+    first = Pipeline(ctx).first_tasks(0)
     stages = {s: StageEstimate() for s in STAGE_ORDER}
     if not spec.corpus.demonstrations.judge:
         del stages["judge"]
     per: dict[str, dict] = {
         p.id: {"ideas_tasks": 0, "documents": 0, "scenarios_tasks": 0, "demonstrations": 0,
+               "wanted_documents": sizing[p.id].wanted_documents,
+               "wanted_demonstrations": sizing[p.id].wanted_demonstrations,
                "expected_document_tokens": 0, "expected_demonstration_tokens": 0,
                "quota_document_tokens": quotas.get((p.id, "document"), 0),
                "quota_demonstration_tokens": quotas.get((p.id, "demonstration"), 0)}
@@ -176,23 +181,20 @@ def make_plan(spec: Spec, *, model: str | None = None, cache=None, ctx: Context 
     def out_est(stage: str, kind: str | None = None) -> int:
         return int(max_tokens_for(spec, stage, kind) * FILL[stage])
 
-    doc_tokens = int(spec.corpus.documents.max_tokens * FILL["document"] * 0.8)  # the plan is not kept
+    doc_tokens = expected_document_tokens(spec)
+    demo_tokens = {k: expected_demonstration_tokens(ctx, k) for k in spec.corpus.demonstrations.kinds}
     for t in first:
         e = stages[t.stage]
         e.tasks += 1
         e.input_tokens += count_messages(tok, list(t.messages))
         e.output_tokens += out_est(t.stage, t.meta.get("kind"))
-        row = per[t.principle_id]
         n_children = children_per(ctx, t)
         for stage, child in downstream_tasks(ctx, t).items():
             n = n_children.get(stage, 0)
             stages[stage].tasks += n
             stages[stage].input_tokens += n * count_messages(tok, list(child.messages))
             stages[stage].output_tokens += n * out_est(stage)
-            if stage == "reply":
-                turns = [m for m in child.messages if m["role"] != "system"]
-                demo = count_messages(tok, turns) + int(out_est("reply") * 1.0)
-                row["expected_demonstration_tokens"] += n * demo
+        row = per[t.principle_id]
         if t.stage == "ideas":
             row["ideas_tasks"] += 1
             row["documents"] += t.meta["k"]
@@ -200,8 +202,15 @@ def make_plan(spec: Spec, *, model: str | None = None, cache=None, ctx: Context 
         else:
             row["scenarios_tasks"] += 1
             row["demonstrations"] += t.meta["n"]
+            row["expected_demonstration_tokens"] += t.meta["n"] * demo_tokens[t.meta["kind"]]
 
+    kinds = usable_kinds(spec)
+    typical = {"document": doc_tokens,
+               "demonstration": round(sum(demo_tokens[k] for k in kinds) / len(kinds)) if kinds else 0}
     notes = [
+        f"task counts follow the quotas: each principle gets about {OVERSHOOT:g} x its quota in records "
+        f"(a document ~{typical['document']:,} tokens, a demonstration ~{typical['demonstration']:,}), "
+        "since curation drops some; a larger budget only adds tasks",
         "ideas and scenarios task counts and prompt tokens are exact; downstream counts assume every "
         "ideas/scenarios answer yields the number asked for; output tokens assume answers fill "
         f"{', '.join(f'{s} {int(f * 100)}%' for s, f in FILL.items())} of max_tokens",
@@ -209,21 +218,33 @@ def make_plan(spec: Spec, *, model: str | None = None, cache=None, ctx: Context 
     ]
     if spec.corpus.context == "spec":
         notes.append("corpus.context is `spec`: every prompt carries the whole spec, so any edit regenerates everything")
-    for pid, row in per.items():
-        for kind in ("document", "demonstration"):
-            quota, expected = row[f"quota_{kind}_tokens"], row[f"expected_{kind}_tokens"]
-            if quota and expected < quota:
-                notes.append(f"{pid}: about {expected:,} {kind} tokens expected for a quota of {quota:,}; "
-                             "raise ideas_per_genre/per_kind (or rely on top-up rounds)")
-            elif quota and expected > 3 * quota:
-                notes.append(f"{pid}: about {expected:,} {kind} tokens expected for a quota of {quota:,}; "
-                             "most would be dropped by budget selection: lower ideas_per_genre/per_kind to save calls")
+    notes += _sizing_notes(spec, per, typical)
 
     prices = price_for(spec.generator.model if model is None else _bare(model), spec.generator.prices)
     plan = Plan(spec, ctx.model, quotas, first, stages, per, prices, notes=notes)
     if cache is not None:
         plan.cache = walk_cache(ctx, cache, first)
     return plan
+
+
+def _sizing_notes(spec: Spec, per: dict[str, dict], typical: dict[str, int]) -> list[str]:
+    """Where the planned records cannot meet a quota: too few slots, or a quota smaller than one record."""
+    notes = []
+    room = {"document": "add genres or raise ideas_per_genre", "demonstration": "add kinds or raise per_kind"}
+    if any(r["quota_demonstration_tokens"] for r in per.values()) and not usable_kinds(spec):
+        notes.append("no demonstration can be generated: `conflict` is the only kind and needs a second principle")
+    for pid, row in per.items():
+        for kind, plural in (("document", "documents"), ("demonstration", "demonstrations")):
+            quota, wanted, planned = row[f"quota_{kind}_tokens"], row[f"wanted_{plural}"], row[plural]
+            if 0 < planned < wanted:
+                notes.append(f"{pid}: its {kind} quota of {quota:,} tokens wants about {wanted:,} {plural}, "
+                             f"but only {planned:,} fit in the slots: {room[kind]} (or rely on top-up rounds)")
+            if 0 < quota < typical[kind] / 2:
+                # Budget selection never takes a record that overshoots its quota more than it fills it.
+                notes.append(f"{pid}: its {kind} quota of {quota:,} tokens is under half a typical {kind} "
+                             f"(~{typical[kind]:,} tokens), so budget selection may keep none: "
+                             "raise the budget or this principle's weight")
+    return notes
 
 
 def _bare(model_id: str) -> str:
@@ -260,42 +281,49 @@ def plan_topup(
     """Extra first-stage tasks for the quotas that curation left short, and only those.
 
     Each carries ``round`` in its prompt and seed, so its key is new; how many comes from
-    the tokens missing and the average size of what this principle produced so far.
+    the tokens missing and the average size of what this principle produced so far. Its
+    slots continue the principle's rotation past the genres and kinds round 0 used.
     """
     from specc.stages import llm_id
 
     ctx = ctx or Context.create(spec, model or llm_id(spec))
     docs, demos = spec.corpus.documents, spec.corpus.demonstrations
-    genres_for: dict[str, list[str]] = {}
-    kinds_for: dict[str, list[str]] = {}
+    kinds = usable_kinds(spec)
+    index = {p.id: i for i, p in enumerate(spec.principles)}
+    sizing = ctx.sizing()
+    genres_for: dict[str, list[tuple[str, int]]] = {}
+    kinds_for: dict[str, list[tuple[str, int]]] = {}
     for (pid, kind), missing in sorted(shortfall.items()):
-        if missing <= 0 or pid not in {p.id for p in spec.principles}:
+        if missing <= 0 or pid not in index:
             continue
         sizes = [r.tokens for r in records if r.principle_id == pid and r.kind == kind and r.tokens]
-        default = docs.max_tokens * FILL["document"] * 0.8 if kind == "document" else demos.max_tokens * FILL["reply"] + 60
+        default = expected_document_tokens(spec) if kind == "document" else demos.max_tokens * FILL["reply"] + 60
         avg = sum(sizes) / len(sizes) if sizes else default
         if missing < avg / 2:
             # Budget selection never takes a record that overshoots more than it fills, so
             # a gap under half a typical record cannot be closed by generating more.
             continue
+        # 1.5x: some of what is generated is dropped again by parsing and curation.
+        n = math.ceil(1.5 * missing / max(avg, 1))
         if kind == "document":
-            # 1.5x: some of what is generated is dropped again by parsing and curation.
-            n_tasks = min(len(docs.genres), math.ceil(1.5 * missing / max(avg, 1) / docs.ideas_per_genre))
-            start = (round - 1) * n_tasks
-            genres_for[pid] = [docs.genres[(start + i) % len(docs.genres)] for i in range(n_tasks)]
+            items, per_call, used, out = docs.genres, docs.ideas_per_genre, len(sizing[pid].genres), genres_for
         else:
-            kinds = [k for k in demos.kinds if k != "conflict" or len(spec.principles) > 1]
-            n_tasks = min(len(kinds), math.ceil(1.5 * missing / max(avg, 1) / demos.per_kind))
-            start = (round - 1) * n_tasks
-            kinds_for[pid] = [kinds[(start + i) % len(kinds)] for i in range(n_tasks)]
+            items, per_call, used, out = kinds, demos.per_kind, len(sizing[pid].kinds), kinds_for
+        if not items:
+            continue
+        calls = min(len(items), math.ceil(n / per_call))
+        start = rotation_offsets(index[pid] + 1, len(items))[-1] + used + (round - 1) * calls
+        out[pid] = list(fill_slots(items, start, n, per_call))
     return docs_mod.ideas_tasks(ctx, round, genres_for) + demos_mod.scenario_tasks(ctx, round, kinds_for)
 
 
 # ---------------------------------------------------------------- diff
 
 # Sections that change what curation or emit does, but no prompt.
-CURATION_ONLY = ("corpus.budget", "corpus.mix", "corpus.dedup", "corpus.decontamination", "corpus.filters",
+CURATION_ONLY = ("corpus.dedup", "corpus.decontamination", "corpus.filters",
                  "corpus.rounds", "output", "version", "description", "license", "name")
+# Sections that change no prompt but the quotas, and so how many tasks run (counted in the calls).
+RESIZING = ("corpus.budget", "corpus.mix")
 
 
 def _section(spec: Spec, dotted: str):
@@ -315,12 +343,14 @@ class SpecDiff:
     calls: int
     first_stage_calls: int
     context: str
+    resized: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {
             "principles": self.principles,
             "templates": self.templates,
             "curation_only": self.curation_only,
+            "resized": self.resized,
             "calls": self.calls,
             "first_stage_calls_exact": self.first_stage_calls,
             "context": self.context,
@@ -335,10 +365,10 @@ def _ident(t: Task) -> tuple:
     return (t.stage, t.principle_id, t.meta.get("genre") or t.meta.get("kind"), t.meta.get("round", 0))
 
 
-def _index(ctx: Context) -> dict[tuple, tuple[Task, dict[str, str]]]:
+def _index(ctx: Context) -> dict[tuple, tuple[Task, dict[str, str], dict[str, int]]]:
     out = {}
     for t in Pipeline(ctx).first_tasks(0):
-        out[_ident(t)] = (t, {s: c.key for s, c in downstream_tasks(ctx, t).items()})
+        out[_ident(t)] = (t, {s: c.key for s, c in downstream_tasks(ctx, t).items()}, children_per(ctx, t))
     return out
 
 
@@ -359,30 +389,30 @@ def diff_specs(old: Spec, new: Spec, *, model_old: str | None = None, model_new:
             principles[pid] = {"status": "removed", "stages": [], "changes": [], "calls": 0}
 
     first_calls = 0
-    for ident, (task, fps) in after.items():
+    for ident, (task, fps, per) in after.items():
         row = principles[task.principle_id]
-        label = f"{task.stage}[{ident[2]}]"
-        per = children_per(ctx_new, task)
         prev = before.get(ident)
         if prev is None or prev[0].key != task.key:
             first_calls += 1
             row["calls"] += 1 + sum(per.values())
-            row["changes"].append(label)
+            row["changes"].append(f"{task.stage}[{ident[2]}]")
             row["stages"] += [task.stage, *fps]
             continue
-        old_fps = prev[1]
-        if "document" in fps and fps["document"] != old_fps.get("document"):
-            row["calls"] += per["document"]
-            row["changes"].append(f"document[{ident[2]}]")
-            row["stages"].append("document")
-        if "reply" in fps and fps["reply"] != old_fps.get("reply"):
-            row["calls"] += per.get("reply", 0) + per.get("judge", 0)
-            row["changes"].append(f"reply[{ident[2]}]")
-            row["stages"] += ["reply", *(["judge"] if "judge" in fps else [])]
-        elif "judge" in fps and fps["judge"] != old_fps.get("judge"):
-            row["calls"] += per.get("judge", 0)
-            row["changes"].append(f"judge[{ident[2]}]")
-            row["stages"].append("judge")
+        _, old_fps, old_per = prev
+        regen: list[str] = []
+        for stage in ("document", "reply", "judge"):
+            # A judge grades the reply, so a regenerated reply regenerates its judge too.
+            if stage in fps and (fps[stage] != old_fps.get(stage) or (stage == "judge" and "reply" in regen)):
+                regen.append(stage)
+        if regen:
+            row["changes"].append(f"{regen[0]}[{ident[2]}]")
+            row["stages"] += regen
+        # A larger quota can take more answers of a cached call: only those are new.
+        more = {s: n - old_per.get(s, 0) for s, n in per.items() if s not in regen and n > old_per.get(s, 0)}
+        if more and not regen:
+            row["changes"].append(f"{next(iter(more))}[{ident[2]}]+{next(iter(more.values()))}")
+        row["stages"] += list(more)
+        row["calls"] += sum(per.get(s, 0) for s in regen) + sum(more.values())
     for row in principles.values():
         row["stages"] = [s for s in STAGE_ORDER if s in set(row["stages"])]
     templates = {
@@ -391,5 +421,6 @@ def diff_specs(old: Spec, new: Spec, *, model_old: str | None = None, model_new:
         if ctx_old.templates[s].hash != ctx_new.templates[s].hash
     }
     curation = [name for name in CURATION_ONLY if _section(old, name) != _section(new, name)]
+    resized = [name for name in RESIZING if _section(old, name) != _section(new, name)]
     return SpecDiff(principles, templates, curation, sum(r["calls"] for r in principles.values()), first_calls,
-                    new.corpus.context)
+                    new.corpus.context, resized)

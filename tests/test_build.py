@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ from typer.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "stages"))
 
-from fakeserver import FakeServer, Reply  # noqa: E402
+from fakeserver import FakeServer, Reply, prompt_sha  # noqa: E402
 from responder import StageResponder, stage_of  # noqa: E402
 from stagekit import edited, spec_dict, write_spec  # noqa: E402
 
@@ -21,20 +22,24 @@ from specc.cache import Cache  # noqa: E402
 from specc.cli import app  # noqa: E402
 from specc.errors import CostCapError  # noqa: E402
 from specc.plan import diff_specs, make_plan  # noqa: E402
+from specc.quotas import compute_quotas  # noqa: E402
 from specc.spec.load import load_spec  # noqa: E402
-from specc.stages import llm_id  # noqa: E402
+from specc.stages import Context, expected_demonstration_tokens, llm_id  # noqa: E402
 
 runner = CliRunner()
 
 
 def ten(**corpus) -> dict:
     base = {
-        "budget": {"tokens": 1500},
-        "documents": {"genres": ["FAQ"], "ideas_per_genre": 2, "max_tokens": 200},
+        "budget": {"tokens": 3000},
+        "documents": {"genres": ["FAQ", "news report", "op-ed"], "ideas_per_genre": 2, "max_tokens": 200},
         "demonstrations": {"kinds": ["direct", "conflict"], "per_kind": 1, "max_tokens": 120},
     }
     base.update(corpus)
-    return spec_dict(10, **base)
+    d = spec_dict(10, **base)
+    for i, p in enumerate(d["principles"]):
+        p["weight"] = float(1 + i % 4)
+    return d
 
 
 def build(path: Path, server: FakeServer, tmp_path: Path, **kw):
@@ -50,13 +55,26 @@ def test_ten_principles_plan_build_rebuild_and_edit(tmp_path):
         spec = load_spec(path)
         model = llm_id(spec, "openai", "fake-model", server.url)
         plan = make_plan(spec, model=model)
+        # the numbers follow the quotas: ~1.25 x quota / 120 tokens per document (max_tokens 200 x 0.75 x 0.8),
+        # capped at 3 genres x 2 ideas; demonstrations likewise, capped at 2 kinds x 1
+        quotas = compute_quotas(spec)
+        ctx = Context.create(spec, model)
+        demo = round(sum(expected_demonstration_tokens(ctx, k) for k in ("direct", "conflict")) / 2)
+        for p in spec.principles:
+            docs = min(math.ceil(1.25 * quotas[(p.id, "document")] / 120), 6)
+            demos = min(math.ceil(1.25 * quotas[(p.id, "demonstration")] / demo), 2)
+            row = plan.principles[p.id]
+            assert (row["ideas_tasks"], row["documents"], row["scenarios_tasks"], row["demonstrations"]) == (
+                math.ceil(docs / 2), docs, demos, demos)
+        counts = {s: e.tasks for s, e in plan.stages.items()}
+        assert counts["document"] > counts["ideas"] > 10 and counts["reply"] == counts["judge"] == counts["scenarios"]
         r = build(path, server, tmp_path)
-        # exactly the planned work: 10 ideas, 20 documents, 20 scenarios, 20 replies, 20 judges
-        assert server.completions == plan.calls == 90
-        assert dict(responder.counts) == {s: e.tasks for s, e in plan.stages.items()}
+        # exactly the planned work
+        assert server.completions == plan.calls == sum(counts.values())
+        assert dict(responder.counts) == counts
         assert r.generated["ideas"] == r.generated["document"] == sum(p["documents"] for p in plan.principles.values())
-        assert r.generated["demonstration"] == sum(p["demonstrations"] for p in plan.principles.values()) == 20
-        assert r.rounds == 0 and r.llm["calls"] == 90 and r.llm["cached"] == 0
+        assert r.generated["demonstration"] == sum(p["demonstrations"] for p in plan.principles.values())
+        assert r.rounds == 0 and r.llm["calls"] == plan.calls and r.llm["cached"] == 0
         assert r.out_dir == tmp_path / "build" / "test-spec"
         manifest = json.loads((r.out_dir / "manifest.json").read_text())
         assert (r.out_dir / "report.html").is_file()
@@ -64,8 +82,9 @@ def test_ten_principles_plan_build_rebuild_and_edit(tmp_path):
         assert not any("HOLDOUT" in p for p in responder.prompts)
 
         # unchanged: no call at all
+        first = server.completions
         r2 = build(path, server, tmp_path)
-        assert server.completions == 90 and r2.llm["calls"] == 0 and r2.llm["cached"] == 90
+        assert server.completions == first and r2.llm["calls"] == 0 and r2.llm["cached"] == first
         assert [x.id for x in r2.kept] == [x.id for x in r.kept]
 
         # one principle edited: calls only for tasks that carry it, as many as plan and diff said
@@ -78,9 +97,44 @@ def test_ten_principles_plan_build_rebuild_and_edit(tmp_path):
         before = len(responder.prompts)
         build(path, server, tmp_path)
         made = responder.prompts[before:]
-        assert len(made) == server.completions - 90 == diff.calls == cplan["total_to_run"]
+        assert len(made) == server.completions - first == diff.calls == cplan["total_to_run"]
         assert sum(cplan["to_run_exact"].values()) == diff.first_stage_calls
         assert made and all("(id: p3," in p for p in made)
+
+
+class KeyRecorder(StageResponder):
+    """Also records each request's identity: what the cache key hashes, as the server sees it."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls: list[str] = []
+
+    def __call__(self, body):
+        self.calls.append(prompt_sha([body["messages"], body.get("max_tokens"), body.get("seed")]))
+        return super().__call__(body)
+
+
+def test_doubling_the_budget_only_adds_calls(tmp_path):
+    d = ten(budget={"tokens": 1500})
+    path = write_spec(tmp_path / "spec.yaml", d)
+    responder = KeyRecorder()
+    with FakeServer(responder) as server:
+        model = llm_id(load_spec(path), "openai", "fake-model", server.url)
+        small = build(path, server, tmp_path)
+        first = list(responder.calls)
+        assert small.rounds == 0 and len(first) == make_plan(load_spec(path), model=model).calls
+        d["corpus"]["budget"] = {"tokens": 3000}
+        write_spec(path, d)
+        with Cache(tmp_path / "cache.sqlite") as cache:
+            cplan = make_plan(load_spec(path), model=model, cache=cache)
+        big = build(path, server, tmp_path)
+        added = responder.calls[len(first):]
+        assert big.rounds == 0 and len(set(first)) == len(first)
+        # every call of the smaller build is a cache hit; the new calls are new tasks, none repeated
+        assert big.llm["cached"] == len(first) and big.llm["calls"] == len(added) > 0
+        assert not set(added) & set(first) and len(set(added)) == len(added)
+        assert len(first) + len(added) == cplan.calls and cplan.cache.to_dict()["total_cached"] > 0
+        assert len(big.kept) > len(small.kept)
 
 
 def diff_partners(diff) -> set[str]:
@@ -193,6 +247,10 @@ def test_cli_build_plan_diff(tmp_path):
     assert res.exit_code == 0 and "p1" in res.output and "edited" in res.output
     res = runner.invoke(app, ["diff", str(path), str(path), "--json"])
     assert json.loads(res.output)["calls"] == 0
+    bigger = write_spec(tmp_path / "bigger.yaml", spec_dict(2, budget={"tokens": 4000}))
+    res = runner.invoke(app, ["diff", str(path), str(bigger)])
+    assert res.exit_code == 0 and "changed the quotas" in res.output and "corpus.budget" in res.output
+    assert re.search(r"a rebuild would make about [1-9]\d* calls", res.output)
 
 
 def test_cli_exit_codes(tmp_path):

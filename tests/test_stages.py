@@ -9,8 +9,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "stages"))
 
 from responder import StageResponder  # noqa: E402
-from stagekit import drive, edited, make_spec, spec_dict  # noqa: E402
+from stagekit import FULL, drive, edited, full_spec, make_spec, spec_dict  # noqa: E402
 
+from specc.llm.base import Generation  # noqa: E402
 from specc.plan import downstream_tasks  # noqa: E402
 from specc.spec.schema import Spec  # noqa: E402
 from specc.stages import Context, Pipeline, partner_of  # noqa: E402
@@ -35,7 +36,7 @@ def by_stage(tasks):
 
 
 def test_expansion_counts_and_dag():
-    pipe, tasks = run(make_spec(3))
+    pipe, tasks = run(full_spec(3))
     s = by_stage(tasks)
     assert len(s["ideas"]) == 3 * 2 and len(s["document"]) == 3 * 2 * 2
     assert len(s["scenarios"]) == 3 * 3 and len(s["reply"]) == 3 * 3 * 2 == len(s["judge"])
@@ -83,7 +84,7 @@ def test_demonstrations_never_contain_the_teacher_prompt():
 
 
 def test_holdout_examples_never_reach_a_prompt():
-    pipe, tasks = run(make_spec(3, context="spec"))
+    pipe, tasks = run(full_spec(3, context="spec"))
     assert {t.stage for t in tasks} == {"ideas", "document", "scenarios", "reply", "judge"}
     for t in tasks:
         text = json.dumps(list(t.messages))
@@ -99,7 +100,7 @@ def test_seed_with_examples_off_hides_examples_from_the_scenario_writer():
 
 
 def test_conflict_partner_is_nearest_priority_and_carried_in_prompts():
-    d = spec_dict(4)
+    d = spec_dict(4, budget=FULL)
     for p, prio in zip(d["principles"], (1, 5, 2, 9)):
         p["priority"] = prio
     spec = Spec.model_validate(d)
@@ -115,7 +116,7 @@ def test_conflict_partner_is_nearest_priority_and_carried_in_prompts():
 
 
 def test_editing_one_principle_changes_only_its_keys():
-    d = spec_dict(4, demonstrations={"kinds": ["direct", "edge_case"]})
+    d = spec_dict(4, budget=FULL, demonstrations={"kinds": ["direct", "edge_case"]})
     old = Context.create(Spec.model_validate(d), "fake:m")
     new = Context.create(Spec.model_validate(edited(d, "p2", statement="Nova now does something else.")), "fake:m")
 
@@ -135,7 +136,7 @@ def test_editing_one_principle_changes_only_its_keys():
 
 
 def test_editing_a_principle_reaches_its_conflict_partners_conflict_tasks_only():
-    d = spec_dict(3)
+    d = spec_dict(3, budget=FULL)
     old = Pipeline(Context.create(Spec.model_validate(d), "fake:m")).first_tasks(0)
     new = Pipeline(Context.create(Spec.model_validate(edited(d, "p1", rationale="A new why.")), "fake:m")).first_tasks(0)
     changed = {(t.principle_id, t.meta.get("genre") or t.meta["kind"]) for t, u in zip(old, new) if t.key != u.key}
@@ -192,7 +193,7 @@ def test_empty_and_garbage_answers_are_counted():
     def respond(t):
         return {"ideas": "", "scenarios": "no idea", "document": "", "reply": "", "judge": ""}[t.stage]
 
-    pipe, tasks = run(make_spec(2), respond)
+    pipe, tasks = run(full_spec(2), respond)
     assert not pipe.records
     assert pipe.drops == {"ideas:empty": 4, "scenarios:unparseable": 6}
     assert len([t for t in tasks if t.stage == "ideas"]) == 8  # each retried once
@@ -262,3 +263,28 @@ def test_operator_prompt_share_adds_up_over_kinds():
     spec = make_spec(1, demonstrations={"kinds": ["direct", "indirect", "edge_case", "adversarial", "multi_turn"],
                                         "per_kind": 2, "system_prompt_share": 0.3})
     assert sum(n_system_for(spec, k) for k in spec.corpus.demonstrations.kinds) == 3
+
+
+def test_only_the_first_k_ideas_and_n_scenarios_get_children():
+    from specc.stages import demonstrations, documents
+
+    spec = make_spec(1, documents={"genres": ["FAQ"], "ideas_per_genre": 3}, demonstrations={"kinds": ["direct"], "per_kind": 3})
+    ctx = Context.create(spec, "fake:m")
+    p = spec.principles[0]
+    one, three = documents.ideas_task(ctx, p, "FAQ", k=1), documents.ideas_task(ctx, p, "FAQ")
+    # the prompt (and so the key) asks for ideas_per_genre whatever k is
+    assert one.key == three.key and "Propose 3 ideas" in one.messages[-1]["content"]
+    answer = json.dumps({"ideas": [{"title": f"Idea number {i}"} for i in range(3)]})
+    pipe = Pipeline(ctx)
+
+    def gen(text):
+        return Generation(text, "stop", 1, 1, "m")
+
+    docs = pipe.on_result(one, gen(answer))
+    assert [t.meta["idea"]["title"] for t in docs] == ["Idea number 0"]
+    assert [t.meta["idea"]["title"] for t in pipe.on_result(three, gen(answer))] == [f"Idea number {i}" for i in range(3)]
+    s2 = demonstrations.scenario_task(ctx, p, "direct", n=2)
+    assert s2.key == demonstrations.scenario_task(ctx, p, "direct").key and "Write 3 different" in s2.messages[-1]["content"]
+    scen = json.dumps({"scenarios": [{"turns": [{"role": "user", "content": f"Question {i} about refunds?"}]} for i in range(3)]})
+    replies = pipe.on_result(s2, gen(scen))
+    assert [t.meta["scenario"]["turns"][0]["content"] for t in replies] == ["Question 0 about refunds?", "Question 1 about refunds?"]

@@ -128,6 +128,9 @@ def diff_cmd(
         ))
     for stage, h in d.templates.items():
         _say(f"template {stage} changed ({h['old']} -> {h['new']}): its tasks regenerate")
+    if d.resized:
+        _say(f"changed the quotas, so how many tasks run (no prompt changed): {', '.join(d.resized)}; "
+             "added tasks are counted below, dropped ones cost nothing")
     if d.curation_only:
         _say(f"changed without new calls (curation/emit re-run): {', '.join(d.curation_only)}")
     if d.context == "spec" and d.calls:

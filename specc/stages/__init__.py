@@ -3,26 +3,38 @@
 ``Pipeline`` is the engine's ``on_result``: an ideas result returns document tasks,
 a scenarios result returns reply tasks, a reply returns a judge task, and the
 leaves append Records. Everything a prompt contains is chosen here, so an edit to
-one principle changes only the keys of the tasks that carry it.
+one principle changes only the keys of the tasks that carry it. How many tasks run
+(``Sizing``) follows the quotas; what a prompt says never depends on the budget.
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable
 
 from specc.llm.base import Generation, Message, SamplingParams
 from specc.prompts import PromptTemplate, load_templates
+from specc.quotas import compute_quotas
 from specc.records import Record, Task, sha256_hex
 from specc.spec.schema import Principle, Spec
-from specc.stages.parsing import ParseFailure
-from specc.tokens import Tokenizer, get_tokenizer
+from specc.stages.parsing import ParseFailure, Scenario
+from specc.tokens import Tokenizer, count_messages, get_tokenizer
 
 FIRST_STAGES = ("ideas", "scenarios")
 DOWNSTREAM = {"ideas": ("document",), "scenarios": ("reply", "judge")}
-# Share of max_tokens an answer typically uses; only for estimates, never for decisions.
+# Share of max_tokens an answer typically uses: for estimates and for how many records a quota
+# needs (Sizing), never for what a prompt says.
 FILL = {"ideas": 0.7, "document": 0.75, "scenarios": 0.7, "reply": 0.5, "judge": 0.4}
+# Plan this many times the records a quota needs: parsing, filters, dedup, the judge and
+# decontamination drop some of what is generated, and budget selection can only fill a
+# quota from records that exist; a quarter more fills most quotas without a top-up round.
+OVERSHOOT = 1.25
+# Principle i starts its genre and kind rotation near i times this share of the catalogue (the
+# golden ratio's conjugate): offsets stay well spread for any number of principles, so the
+# principles together cover the catalogue, and appending a principle moves no other's offset.
+_SPREAD = (math.sqrt(5) - 1) / 2
 
 
 def llm_id(spec: Spec, provider: str | None = None, model: str | None = None, base_url: str | None = None) -> str:
@@ -86,6 +98,7 @@ class Context:
     templates: dict[str, PromptTemplate]
     tokenizer: Tokenizer
     spec_text: str = ""
+    _sizing: dict[str, Sizing] | None = field(default=None, repr=False)
 
     @classmethod
     def create(cls, spec: Spec, model: str) -> Context:
@@ -96,6 +109,12 @@ class Context:
             tokenizer=get_tokenizer(spec.corpus.budget.tokenizer, spec.base_dir),
             spec_text=format_spec(spec) if spec.corpus.context == "spec" else "",
         )
+
+    def sizing(self) -> dict[str, Sizing]:
+        """{principle_id: Sizing}: how many documents and demonstrations each principle gets, and from which slots."""
+        if self._sizing is None:
+            self._sizing = size_principles(self)
+        return self._sizing
 
     def seed(self, *parts) -> int | None:
         """A per-task seed: the same slot always gets the same seed, different slots differ."""
@@ -162,6 +181,120 @@ def max_tokens_for(spec: Spec, stage: str, kind: str | None = None) -> int:
     if stage == "reply":
         return demos.max_tokens
     return 256
+
+
+# ---------------------------------------------------------------- sizing
+
+# A user turn of typical length, for expected demonstration sizes and representative prompts.
+PROTO_USER = (
+    "I have been working on this for a while and I am stuck. Could you help me think it through, "
+    "and tell me honestly what you would do in my place and why?"
+)
+
+
+def proto_scenario(kind: str) -> Scenario:
+    """A scenario of typical size for ``kind``."""
+    turns = [{"role": "user", "content": PROTO_USER}]
+    if kind == "multi_turn":
+        turns = [{"role": "user", "content": PROTO_USER}, {"role": "assistant", "content": PROTO_USER}] + turns
+    return Scenario.model_validate({"system": None, "turns": turns})
+
+
+def expected_document_tokens(spec: Spec) -> int:
+    """Tokens of a typical kept document: a filled answer without its <plan> part."""
+    return max(1, int(spec.corpus.documents.max_tokens * FILL["document"] * 0.8))
+
+
+def expected_demonstration_tokens(ctx: Context, kind: str) -> int:
+    """Tokens of a typical ``kind`` demonstration: its turns and a filled reply, through the chat rendering."""
+    turns = proto_scenario(kind).messages() + [{"role": "assistant", "content": ""}]
+    return count_messages(ctx.tokenizer, turns) + int(max_tokens_for(ctx.spec, "reply") * FILL["reply"])
+
+
+def usable_kinds(spec: Spec) -> list[str]:
+    """The demonstration kinds a spec can generate: a conflict needs a second principle."""
+    return [k for k in spec.corpus.demonstrations.kinds if k != "conflict" or len(spec.principles) > 1]
+
+
+def records_needed(quota: int, per_record: int) -> int:
+    """Records to generate for a token quota: ``OVERSHOOT`` × quota / a typical record; at least 1 if quota > 0."""
+    return math.ceil(OVERSHOOT * quota / max(per_record, 1)) if quota > 0 else 0
+
+
+def rotation_offsets(n_principles: int, n_items: int) -> list[int]:
+    """Where each principle starts its rotation through ``n_items`` genres or kinds.
+
+    Golden-ratio points, each moved on to the next position no earlier principle starts at
+    (while the catalogue has one left): distinct and well spread, and a principle's offset
+    depends only on the principles before it.
+    """
+    out: list[int] = []
+    for i in range(n_principles):
+        taken = set(out[i - i % n_items:]) if n_items else set()
+        o = int(i * _SPREAD * n_items) % n_items if n_items else 0
+        while o in taken:
+            o = (o + 1) % n_items
+        out.append(o)
+    return out
+
+
+def fill_slots(items: list[str], start: int, n: int, per_call: int) -> tuple[tuple[str, int], ...]:
+    """(item, records from its call) for ``n`` records, ``per_call`` per call, items taken in rotation from ``start``.
+
+    Each call is used fully before the next item is opened. With the fewest calls this is
+    the only split where a larger ``n`` keeps every slot of a smaller one (a cache hit) and
+    only adds: an even split would move records off calls already made.
+    """
+    if n <= 0 or not items:
+        return ()
+    calls = min(len(items), math.ceil(n / per_call))
+    n = min(n, calls * per_call)
+    return tuple((items[(start + j) % len(items)], min(per_call, n - j * per_call)) for j in range(calls))
+
+
+@dataclass(frozen=True)
+class Sizing:
+    """A principle's share of the corpus: records wanted from its quotas, and the first-stage slots that make them."""
+
+    wanted_documents: int
+    wanted_demonstrations: int
+    genres: tuple[tuple[str, int], ...]  # (genre, documents from its ideas call)
+    kinds: tuple[tuple[str, int], ...]  # (kind, scenarios from its call that get a reply)
+
+    @property
+    def documents(self) -> int:
+        return sum(k for _, k in self.genres)
+
+    @property
+    def demonstrations(self) -> int:
+        return sum(n for _, n in self.kinds)
+
+
+def size_principles(ctx: Context) -> dict[str, Sizing]:
+    """How many records each principle × kind needs for its quota, and which genres and kinds supply them.
+
+    Prompts never depend on the budget (an ideas call always asks for ``ideas_per_genre``,
+    a scenarios call for ``per_kind``): the budget picks how many calls and how many of each
+    call's answers get a document or a reply, so a larger budget re-uses every cached call.
+    """
+    spec = ctx.spec
+    quotas = compute_quotas(spec)
+    docs, demos = spec.corpus.documents, spec.corpus.demonstrations
+    kinds = usable_kinds(spec)
+    doc_tokens = expected_document_tokens(spec)
+    demo_tokens = round(sum(expected_demonstration_tokens(ctx, k) for k in kinds) / len(kinds)) if kinds else 1
+    genre_at = rotation_offsets(len(spec.principles), len(docs.genres))
+    kind_at = rotation_offsets(len(spec.principles), len(kinds))
+    out = {}
+    for i, p in enumerate(spec.principles):
+        n_docs = records_needed(quotas.get((p.id, "document"), 0), doc_tokens)
+        n_demos = records_needed(quotas.get((p.id, "demonstration"), 0), demo_tokens)
+        out[p.id] = Sizing(
+            n_docs, n_demos,
+            fill_slots(docs.genres, genre_at[i], n_docs, docs.ideas_per_genre),
+            fill_slots(kinds, kind_at[i], n_demos, demos.per_kind),
+        )
+    return out
 
 
 def retry_with_error(task: Task, answer: str, failure: ParseFailure, instruction: str) -> Task | None:

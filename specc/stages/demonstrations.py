@@ -1,4 +1,4 @@
-"""Demonstrations: scenarios per principle × kind, a teacher reply per scenario, then a judge."""
+"""Demonstrations: scenarios per principle × kind, a teacher reply for each of the first n, then a judge."""
 
 from __future__ import annotations
 
@@ -50,8 +50,12 @@ def _pair(ctx: Context, p: Principle, kind: str, *, examples: bool = True) -> tu
     }
 
 
-def scenario_task(ctx: Context, p: Principle, kind: str, round: int = 0) -> Task | None:
-    """The scenarios task for ``p`` × ``kind``; None for a conflict when there is no other principle."""
+def scenario_task(ctx: Context, p: Principle, kind: str, round: int = 0, n: int | None = None) -> Task | None:
+    """The scenarios task for ``p`` × ``kind``; None for a conflict when there is no other principle.
+
+    It asks for ``per_kind`` scenarios whatever ``n`` is (so the budget never changes the
+    key); the first ``n`` get a reply.
+    """
     demos = ctx.spec.corpus.demonstrations
     # Examples reach the scenario writer only through examples_text, under seed_with_examples.
     partner, pair = _pair(ctx, p, kind, examples=False)
@@ -68,16 +72,17 @@ def scenario_task(ctx: Context, p: Principle, kind: str, round: int = 0) -> Task
         examples_text="\n".join(format_example(e) for e in seeds),
     )
     params = ctx.params("scenarios", max_tokens_for(ctx.spec, "scenarios", kind), (p.id, kind, round), json_mode=True)
-    meta = {"kind": kind, "round": round, "n": demos.per_kind, "partner": partner.id if partner else None}
+    n = demos.per_kind if n is None else max(0, min(n, demos.per_kind))
+    meta = {"kind": kind, "round": round, "n": n, "partner": partner.id if partner else None}
     return ctx.task("scenarios", p, messages, params, meta)
 
 
-def scenario_tasks(ctx: Context, round: int = 0, kinds_for: dict[str, list[str]] | None = None) -> list[Task]:
-    """One scenarios task per principle × kind; ``kinds_for`` limits a top-up to some principles and kinds."""
+def scenario_tasks(ctx: Context, round: int = 0, kinds_for: dict[str, list[tuple[str, int]]] | None = None) -> list[Task]:
+    """A scenarios task per planned (kind, replies) slot of each principle; ``kinds_for`` gives a top-up's slots instead."""
     out = []
     for p in ctx.spec.principles:
-        kinds = ctx.spec.corpus.demonstrations.kinds if kinds_for is None else kinds_for.get(p.id, [])
-        out += [t for k in kinds if (t := scenario_task(ctx, p, k, round)) is not None]
+        slots = ctx.sizing()[p.id].kinds if kinds_for is None else kinds_for.get(p.id, [])
+        out += [t for k, n in slots if (t := scenario_task(ctx, p, k, round, n)) is not None]
     return out
 
 

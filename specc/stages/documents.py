@@ -1,4 +1,4 @@
-"""Midtraining documents: ideas per principle × genre, then one document per idea."""
+"""Midtraining documents: ideas per principle × genre, then a document for each of the first k ideas."""
 
 from __future__ import annotations
 
@@ -13,21 +13,23 @@ TONES = ("neutral", "warm", "critical", "enthusiastic", "sceptical", "formal", "
 LENGTHS = (0.35, 0.6, 0.9)
 
 
-def ideas_task(ctx: Context, p: Principle, genre: str, round: int = 0) -> Task:
+def ideas_task(ctx: Context, p: Principle, genre: str, round: int = 0, k: int | None = None) -> Task:
+    """Ask for ``ideas_per_genre`` ideas whatever ``k`` is (so the budget never changes the key); the first ``k`` get a document."""
     docs = ctx.spec.corpus.documents
     messages = ctx.templates["ideas"].render(
         **ctx.base(p, round), genre=genre, k=docs.ideas_per_genre, audiences=list(docs.audiences)
     )
     params = ctx.params("ideas", max_tokens_for(ctx.spec, "ideas"), (p.id, genre, round), json_mode=True)
-    return ctx.task("ideas", p, messages, params, {"genre": genre, "round": round, "k": docs.ideas_per_genre})
+    k = docs.ideas_per_genre if k is None else max(0, min(k, docs.ideas_per_genre))
+    return ctx.task("ideas", p, messages, params, {"genre": genre, "round": round, "k": k})
 
 
-def ideas_tasks(ctx: Context, round: int = 0, genres_for: dict[str, list[str]] | None = None) -> list[Task]:
-    """One ideas task per principle × genre; ``genres_for`` limits a top-up to some principles and genres."""
+def ideas_tasks(ctx: Context, round: int = 0, genres_for: dict[str, list[tuple[str, int]]] | None = None) -> list[Task]:
+    """An ideas task per planned (genre, documents) slot of each principle; ``genres_for`` gives a top-up's slots instead."""
     out = []
     for p in ctx.spec.principles:
-        genres = ctx.spec.corpus.documents.genres if genres_for is None else genres_for.get(p.id, [])
-        out += [ideas_task(ctx, p, g, round) for g in genres]
+        slots = ctx.sizing()[p.id].genres if genres_for is None else genres_for.get(p.id, [])
+        out += [ideas_task(ctx, p, g, round, k) for g, k in slots]
     return out
 
 
