@@ -67,11 +67,16 @@ def _add_stats(total: dict, per_stage: dict, stats) -> None:
             acc[k] = acc.get(k, 0) + v
 
 
-def _with_cap(spec: Spec, max_usd: float | None) -> Spec:
-    if max_usd is None:
-        return spec
-    gen = spec.generator.model_copy(update={"max_usd": max_usd})
-    return spec.model_copy(update={"generator": gen})
+def with_overrides(spec: Spec, *, max_usd: float | None = None, budget: int | None = None) -> Spec:
+    """The spec with command-line overrides applied (``--max-usd``, ``--budget``)."""
+    if max_usd is not None:
+        spec = spec.model_copy(update={"generator": spec.generator.model_copy(update={"max_usd": max_usd})})
+    if budget is not None:
+        if budget <= 0:
+            raise InputError(f"--budget must be a positive number of tokens, got {budget}")
+        b = spec.corpus.budget.model_copy(update={"tokens": budget})
+        spec = spec.model_copy(update={"corpus": spec.corpus.model_copy(update={"budget": b})})
+    return spec
 
 
 def run_build(
@@ -85,12 +90,13 @@ def run_build(
     quiet: bool = False,
     push: bool = False,
     max_usd: float | None = None,
+    budget: int | None = None,
 ) -> BuildResult:
     """Build the corpus for the spec at ``spec_path``; a rerun of an unchanged spec makes no LLM call."""
     from specc.cache import Cache, default_cache_path
     from specc.spec.load import load_spec
 
-    spec = _with_cap(load_spec(spec_path), max_usd)
+    spec = with_overrides(load_spec(spec_path), max_usd=max_usd, budget=budget)
     return build_spec(
         spec, out=out, provider=provider, model=model, base_url=base_url,
         cache_path=cache_path or default_cache_path(Path(spec_path)), quiet=quiet, push=push,

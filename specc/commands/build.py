@@ -6,34 +6,18 @@ import json
 from pathlib import Path
 
 import typer
-from rich.table import Table
 from rich.text import Text
 
 from specc.cli import command, console
 from specc.errors import InputError
+from specc.tables import table as _tbl
 
 SPEC_ARG = typer.Argument(..., help="The spec file (YAML).")
 JSON_OPT = typer.Option(False, "--json", help="Print JSON instead of tables.")
 PROVIDER_OPT = typer.Option(None, "--provider", help="Override generator.provider (local or openai).")
 MODEL_OPT = typer.Option(None, "--model", help="Override generator.model.")
 BASE_URL_OPT = typer.Option(None, "--base-url", help="Override generator.base_url (an OpenAI-compatible /v1 URL).")
-
-
-def _n(v) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, float):
-        return f"{v:,.4f}".rstrip("0").rstrip(".")
-    return f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v)
-
-
-def _table(title: str, columns: list[str], rows: list[list]) -> Table:
-    table = Table(title=title, title_justify="left", show_edge=False)
-    for i, col in enumerate(columns):
-        table.add_column(col, justify="left" if i == 0 else "right")
-    for row in rows:
-        table.add_row(*(Text(_n(v)) for v in row))
-    return table
+BUDGET_OPT = typer.Option(None, "--budget", min=1, help="Override corpus.budget.tokens (the corpus size in tokens).")
 
 
 def _short(items: list[str], n: int = 3) -> str:
@@ -52,6 +36,7 @@ def plan_cmd(
     provider: str | None = PROVIDER_OPT,
     model: str | None = MODEL_OPT,
     base_url: str | None = BASE_URL_OPT,
+    budget: int | None = BUDGET_OPT,
 ) -> None:
     """Show what a build would generate and cost, without calling any model."""
     from specc.cache import Cache, default_cache_path
@@ -59,7 +44,9 @@ def plan_cmd(
     from specc.spec.load import load_spec
     from specc.stages import llm_id
 
-    spec = load_spec(spec_path)
+    from specc.build import with_overrides
+
+    spec = with_overrides(load_spec(spec_path), budget=budget)
     cache_file = Path(cache) if cache else default_cache_path(spec_path)
     if cache and not cache_file.is_file():
         raise InputError(f"no cache at {cache_file}")
@@ -74,14 +61,14 @@ def plan_cmd(
         return
     _say(f"{spec.name} {spec.version}: {len(spec.principles)} principles, model {plan.model}, "
          f"budget {spec.corpus.budget.tokens:,} tokens")
-    console.print(_table(
+    console.print(_tbl(
         "Tasks by stage",
         ["stage", "tasks", "input tokens", "output tokens", "count"],
         [[s, e.tasks, e.input_tokens, e.output_tokens, "exact" if s in ("ideas", "scenarios") else "estimated"]
          for s, e in plan.stages.items()]
         + [["total", plan.calls, plan.input_tokens, plan.output_tokens, ""]],
     ))
-    console.print(_table(
+    console.print(_tbl(
         "Per principle",
         ["principle", "ideas tasks", "documents", "doc tokens / quota", "scenario tasks", "demonstrations",
          "demo tokens / quota"],
@@ -120,7 +107,7 @@ def diff_cmd(
         return
     changed = {pid: r for pid, r in d.principles.items() if r["calls"] or r["status"] != "unchanged"}
     if changed:
-        console.print(_table(
+        console.print(_tbl(
             "Principles",
             ["principle", "status", "stages regenerated", "tasks changed", "calls"],
             [[pid, r["status"], ", ".join(r["stages"]) or "-", _short(r["changes"]), r["calls"]]
@@ -150,12 +137,13 @@ def build_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
     push: bool = typer.Option(False, "--push", help="Upload the result to output.hub.repo on the Hugging Face Hub."),
     max_usd: float | None = typer.Option(None, "--max-usd", min=0, help="Stop when this much has been spent (overrides generator.max_usd)."),
+    budget: int | None = BUDGET_OPT,
 ) -> None:
     """Generate, curate and write the corpus; a rerun of an unchanged spec makes no LLM call."""
     from specc.build import run_build
 
     r = run_build(spec_path, out=out, provider=provider, model=model, base_url=base_url, cache_path=cache,
-                  quiet=quiet, push=push, max_usd=max_usd)
+                  quiet=quiet, push=push, max_usd=max_usd, budget=budget)
     counts = r.counts()
     budget = r.spec.corpus.budget.tokens
     llm = r.llm

@@ -8,30 +8,13 @@ from pathlib import Path
 
 import typer
 from rich.panel import Panel
-from rich.table import Table
 from rich.text import Text
 
 from specc.cli import command, console
 from specc.errors import InputError
+from specc.tables import table as _tbl
 
 OUT_ARG = typer.Argument(..., help="An output directory written by `specc build`.")
-
-
-def _n(v) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, float):
-        return f"{v:,.4f}".rstrip("0").rstrip(".")
-    return f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v)
-
-
-def _table(title: str, columns: list[str], rows: list[list]) -> Table:
-    table = Table(title=title, title_justify="left", show_edge=False)
-    for i, col in enumerate(columns):
-        table.add_column(col, justify="left" if i == 0 else "right")
-    for row in rows:
-        table.add_row(*(Text(_n(v)) for v in row))
-    return table
 
 
 @command("push")
@@ -69,7 +52,7 @@ def stats_cmd(out: Path = OUT_ARG) -> None:
              f"built {m['created_at']} by specc {m['specc_version']}, {m['format']}")
     )
     console.print(
-        _table(
+        _tbl(
             "Corpus",
             ["config", "rows", "tokens"],
             [
@@ -81,7 +64,7 @@ def stats_cmd(out: Path = OUT_ARG) -> None:
         )
     )
     console.print(
-        _table(
+        _tbl(
             "Principles",
             ["principle", "documents", "demonstrations", "tokens", "quota", "of quota"],
             [
@@ -93,13 +76,13 @@ def stats_cmd(out: Path = OUT_ARG) -> None:
     )
     for config, label in (("documents", "genre"), ("demonstrations", "kind")):
         if m["kinds"].get(config):
-            console.print(_table(f"{config.capitalize()} by {label}", [label, "rows"], list(m["kinds"][config].items())))
+            console.print(_tbl(f"{config.capitalize()} by {label}", [label, "rows"], list(m["kinds"][config].items())))
     if m["dropped"]:
-        console.print(_table("Dropped", ["step:reason", "records"], list(m["dropped"].items())))
+        console.print(_tbl("Dropped", ["step:reason", "records"], list(m["dropped"].items())))
     if m["llm"]:
-        console.print(_table("LLM", ["", "value"], list(m["llm"].items())))
+        console.print(_tbl("LLM", ["", "value"], list(m["llm"].items())))
     console.print(
-        _table("Shards", ["path", "rows", "bytes", "sha256"],
+        _tbl("Shards", ["path", "rows", "bytes", "sha256"],
                [[s["path"], s["rows"], s["bytes"], s["sha256"][:16]] for s in m["shards"]])
     )
 

@@ -122,7 +122,13 @@ class Documents(Model):
     genres: list[str] = Field(
         default_factory=lambda: list(DEFAULT_GENRES), min_length=1, description="Kinds of document to write."
     )
-    ideas_per_genre: int = Field(4, ge=1, le=100, description="Document ideas (and documents) per principle and genre.")
+    ideas_per_genre: int = Field(
+        4,
+        ge=1,
+        le=100,
+        description="Document ideas asked for in one call (per principle and genre). The budget decides how many "
+        "genres a principle uses and how many of each call's ideas become documents.",
+    )
     max_tokens: int = Field(1500, ge=64, description="Output limit for one document.")
     audiences: list[str] = Field(
         default_factory=lambda: ["general public", "students", "professionals", "policy makers", "developers"],
@@ -134,7 +140,13 @@ class Demonstrations(Model):
     kinds: list[DemoKind] = Field(
         default_factory=lambda: list(DEMO_KINDS), min_length=1, description="Kinds of scenario to demonstrate."
     )
-    per_kind: int = Field(2, ge=1, le=100, description="Scenarios per principle and kind.")
+    per_kind: int = Field(
+        4,
+        ge=1,
+        le=100,
+        description="Scenarios asked for in one call (per principle and kind). The budget decides how many kinds "
+        "a principle uses and how many of each call's scenarios get a reply.",
+    )
     judge: bool = Field(True, description="Grade each demonstration; failing ones are dropped.")
     system_prompt_share: float = Field(0.3, ge=0, le=1, description="Share of scenarios with an operator prompt.")
     max_tokens: int = Field(700, ge=32)
