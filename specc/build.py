@@ -19,7 +19,7 @@ def output_dir(spec: Spec, out: str | Path | None = None) -> Path:
     """``--out``, else ``output.dir`` relative to the spec, else ``build/<name>`` beside the spec."""
     if out is not None:
         return Path(out).expanduser().absolute()
-    return spec.resolve(spec.output.dir or f"build/{spec.name}").absolute()
+    return spec.resolve(spec.output.dir or f"build/{spec.name}").resolve()
 
 
 @dataclass
