@@ -86,6 +86,13 @@ def build_manifest(spec: Spec, build_info: dict, rows: dict[str, list[SizedRow]]
             "tokenizer": spec.corpus.budget.tokenizer,
         },
         "principles": principles,
+        # Target vs achieved for every principle x kind, from the rows actually written.
+        "quotas": [
+            {"principle_id": pid, "kind": CONFIG_KIND[c], "target": v[c]["quota"], "achieved": v[c]["tokens"],
+             "records": v[c]["rows"]}
+            for pid, v in by_principle.items()
+            for c in CONFIGS
+        ],
         "kinds": {c: _sorted(dict(kinds[c])) for c in CONFIGS},
         "dropped": _sorted(dict(build_info.get("dropped") or {})),
         "llm": {k: llm.get(k) for k in LLM_KEYS if k in llm},
