@@ -103,7 +103,7 @@ def hbar_chart(
         w = max(b.value * scale, 0.5 if b.value else 0)
         tip = escape(b.tip or f"{b.label}: {b.value:g}")
         body.append(
-            f'<text class="lbl" x="{label_w}" y="{cy + 12.5}" text-anchor="end">{escape(_cut(b.label, 30))}'
+            f'<text class="lbl" x="{label_w}" y="{cy + 12.5}" text-anchor="end">{escape(_cut(b.label, max(8, label_w // 7)))}'
             f"<title>{escape(b.label)}</title></text>"
             f'<rect class="track" x="{plot_x}" y="{cy}" width="{plot_w}" height="{bar_h}" rx="3"/>'
             f'<rect x="{plot_x}" y="{cy}" width="{w:.1f}" height="{bar_h}" rx="3" fill="{b.color}">'
