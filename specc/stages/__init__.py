@@ -317,6 +317,19 @@ def retry_longer(task: Task) -> Task | None:
     return replace(task, params=params, meta={**task.meta, "length_retry": True})
 
 
+JSON_AGAIN = "Answer again with only the JSON object described above."
+
+
+def recover_list(pipe: "Pipeline", task: Task, gen: Generation, failure: ParseFailure, stage: str) -> list[Task]:
+    """After an unparseable list answer: retry longer if it was cut off, else once with the error shown, else drop."""
+    retry = retry_longer(task) if gen.finish_reason == "length" else None
+    retry = retry or retry_with_error(task, gen.text, failure, JSON_AGAIN)
+    if retry:
+        return [retry]
+    pipe.drop(f"{stage}:{failure.reason}", pid=task.principle_id)
+    return []
+
+
 Handler = Callable[["Pipeline", Task, Generation], list[Task]]
 
 

@@ -6,12 +6,14 @@ from specc.llm.base import Generation, Message
 from specc.records import Record, Task, sha256_hex
 from specc.spec.schema import Principle, Spec
 from specc.stages import (
+    JSON_AGAIN,
     Context,
     Pipeline,
     format_example,
     format_principle,
     max_tokens_for,
     partner_of,
+    recover_list,
     retry_longer,
     retry_with_error,
 )
@@ -116,15 +118,7 @@ def on_scenarios(pipe: Pipeline, task: Task, gen: Generation) -> list[Task]:
     try:
         scenarios, truncated, invalid = parse_scenarios(gen.text, kind)
     except ParseFailure as f:
-        if gen.finish_reason == "length":
-            retry = retry_longer(task)
-            if retry:
-                return [retry]
-        retry = retry_with_error(task, gen.text, f, "Answer again with only the JSON object described above.")
-        if retry:
-            return [retry]
-        pipe.drop(f"scenarios:{f.reason}", pid=task.principle_id)
-        return []
+        return recover_list(pipe, task, gen, f, "scenarios")
     pipe.drop("scenarios:invalid", invalid, pid=task.principle_id)
     seen: set[str] = set()
     kept: list[Scenario] = []
@@ -173,7 +167,7 @@ def on_judge(pipe: Pipeline, task: Task, gen: Generation) -> list[Task]:
     try:
         verdict = parse_verdict(gen.text)
     except ParseFailure as f:
-        retry = retry_with_error(task, gen.text, f, "Answer again with only the JSON object described above.")
+        retry = retry_with_error(task, gen.text, f, JSON_AGAIN)
         if retry:
             return [retry]
         pipe.drop("judge:unparseable", pid=task.principle_id)

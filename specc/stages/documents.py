@@ -5,7 +5,7 @@ from __future__ import annotations
 from specc.llm.base import Generation
 from specc.records import Record, Task, sha256_hex
 from specc.spec.schema import Principle
-from specc.stages import Context, Pipeline, max_tokens_for, retry_longer, retry_with_error
+from specc.stages import Context, Pipeline, max_tokens_for, recover_list, retry_longer, retry_with_error
 from specc.stages.parsing import Idea, ParseFailure, parse_document, parse_ideas
 
 TONES = ("neutral", "warm", "critical", "enthusiastic", "sceptical", "formal", "conversational", "reflective")
@@ -53,15 +53,7 @@ def on_ideas(pipe: Pipeline, task: Task, gen: Generation) -> list[Task]:
     try:
         ideas, truncated, invalid = parse_ideas(gen.text)
     except ParseFailure as f:
-        if gen.finish_reason == "length":
-            retry = retry_longer(task)
-            if retry:
-                return [retry]
-        retry = retry_with_error(task, gen.text, f, "Answer again with only the JSON object described above.")
-        if retry:
-            return [retry]
-        pipe.drop(f"ideas:{f.reason}", pid=task.principle_id)
-        return []
+        return recover_list(pipe, task, gen, f, "ideas")
     pipe.drop("ideas:invalid", invalid, pid=task.principle_id)
     p = ctx.spec.principle(task.principle_id)
     seen = set(pipe.prior_ideas.get(p.id, ()))
