@@ -185,7 +185,9 @@ def build_spec(
     build_info = {
         "llm": {"provider": provider or spec.generator.provider, "model": gen_model, "id": llm.id,
                 **{k: totals.get(k, 0) for k in ("calls", "cached", "failed", "input_tokens", "output_tokens")},
-                "cost_usd": round(totals.get("cost_usd", 0.0), 6)},
+                "cost_usd": round(totals.get("cost_usd", 0.0), 6),
+                "per_stage": {st: {k: round(v, 6) if isinstance(v, float) else v for k, v in sorted(d.items())}
+                              for st, d in sorted(per_stage.items())}},
         "dropped": dict(sorted(dropped.items())),
         "dropped_by_principle": {p: dict(sorted(c.items())) for p, c in sorted(by_principle.items())},
         "quotas": result.quotas,
