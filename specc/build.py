@@ -93,7 +93,7 @@ def run_build(
     budget: int | None = None,
 ) -> BuildResult:
     """Build the corpus for the spec at ``spec_path``; a rerun of an unchanged spec makes no LLM call."""
-    from specc.cache import Cache, default_cache_path
+    from specc.cache import default_cache_path
     from specc.spec.load import load_spec
 
     spec = with_overrides(load_spec(spec_path), max_usd=max_usd, budget=budget)

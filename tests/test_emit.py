@@ -116,6 +116,7 @@ def test_emit_is_deterministic_and_ignores_input_order(tmp_path):
     for name in fa:
         if name != "manifest.json":
             assert fa[name] == fb[name], name
+    assert {k: v for k, v in a.items() if k != "created_at"} == {k: v for k, v in b.items() if k != "created_at"}
     ma, mb = json.loads(fa["manifest.json"]), json.loads(fb["manifest.json"])
     assert a["created_at"] and ma.pop("created_at") and mb.pop("created_at")
     assert ma == mb
