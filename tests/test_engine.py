@@ -203,6 +203,19 @@ def test_requests_per_minute_limit_is_applied(cache):
     assert took >= 0.8
 
 
+def test_tokens_per_minute_limit_is_applied(cache):
+    with FakeServer() as server:
+        llm = OpenAILLM("fake-model", base_url=server.url, timeout=5)
+        # Each task is estimated at 100 output tokens plus its prompt; 6,000 tokens/minute is 100 per second,
+        # so after the first minute's worth (~60 tasks) the rest trickle out at about one per second.
+        engine = Engine(llm, cache, concurrency=16, tokens_per_minute=6000)
+        t0 = time.monotonic()
+        stats = engine.run_sync([task(llm, f"t{i}", max_tokens=100) for i in range(61)], lambda t, g: None)
+        took = time.monotonic() - t0
+    assert stats.calls == 61
+    assert took >= 0.8
+
+
 def test_run_stats_to_dict_and_usage_tokens(cache):
     with FakeServer() as server:
         llm = OpenAILLM("fake-model", base_url=server.url, timeout=5)
