@@ -12,7 +12,7 @@ from specc.errors import InputError, RunError
 from specc.records import Record
 from specc.spec.schema import Spec
 
-LLM_FIELDS = ("calls", "cached", "failed", "retries", "input_tokens", "output_tokens", "cost_usd")
+LLM_FIELDS = ("calls", "cached", "failed", "retries", "input_tokens", "output_tokens", "cost_usd", "saved_usd")
 
 
 def output_dir(spec: Spec, out: str | Path | None = None) -> Path:
@@ -186,6 +186,7 @@ def build_spec(
         "llm": {"provider": provider or spec.generator.provider, "model": gen_model, "id": llm.id,
                 **{k: totals.get(k, 0) for k in ("calls", "cached", "failed", "input_tokens", "output_tokens")},
                 "cost_usd": round(totals.get("cost_usd", 0.0), 6),
+                "saved_usd": round(totals.get("saved_usd", 0.0), 6),
                 "per_stage": {st: {k: round(v, 6) if isinstance(v, float) else v for k, v in sorted(d.items())}
                               for st, d in sorted(per_stage.items())}},
         "dropped": dict(sorted(dropped.items())),

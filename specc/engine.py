@@ -54,13 +54,14 @@ class RunStats:
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0
+    saved_usd: float = 0.0  # what the cache hits would have cost at today's prices
     wall_s: float = 0.0
     per_stage: dict[str, dict] = field(default_factory=dict)
     failures: list[dict] = field(default_factory=list)
 
     def stage(self, name: str) -> dict:
         return self.per_stage.setdefault(
-            name, {"calls": 0, "cached": 0, "failed": 0, "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0}
+            name, {"calls": 0, "cached": 0, "failed": 0, "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0, "saved_usd": 0.0}
         )
 
     def to_dict(self) -> dict:
@@ -211,7 +212,7 @@ class Engine:
                 r.outstanding += 1
                 r.queue.put_nowait(key)
                 continue
-            self._count_cached(r, task)
+            self._count_cached(r, task, gen)
             follow = await self._deliver(r, task, gen)
             if follow:
                 stack.append(iter(follow))
@@ -253,7 +254,7 @@ class Engine:
                 waiters = r.waiting.pop(key)
                 for i, t in enumerate(waiters):
                     if i:
-                        self._count_cached(r, t)
+                        self._count_cached(r, t, gen)
                     follow = await self._deliver(r, t, gen if i == 0 else dataclasses.replace(gen, cached=True))
                     if follow:
                         await self._submit(r, follow)
@@ -311,9 +312,13 @@ class Engine:
             await self._tpm.acquire(min(est, self.tokens_per_minute))
 
     # -- accounting ---------------------------------------------------------------
-    def _count_cached(self, r: _Run, task: Task) -> None:
+    def _count_cached(self, r: _Run, task: Task, gen: Generation) -> None:
+        saved = cost_usd(self.prices, gen.input_tokens, gen.output_tokens)
+        st = r.stats.stage(task.stage)
         r.stats.cached += 1
-        r.stats.stage(task.stage)["cached"] += 1
+        r.stats.saved_usd += saved
+        st["cached"] += 1
+        st["saved_usd"] += saved
         if self.progress:
             self.progress.update(task.stage, cached=True)
 

@@ -224,3 +224,15 @@ def test_run_stats_to_dict_and_usage_tokens(cache):
     assert isinstance(stats, RunStats) and d["calls"] == 1 and d["input_tokens"] == 3
     assert d["output_tokens"] > 0 and d["cost_usd"] == pytest.approx((3 * 2.0 + d["output_tokens"] * 4.0) / 1e6)
     assert d["per_stage"]["ideas"]["calls"] == 1
+
+
+def test_cache_hits_report_what_they_saved(cache):
+    with FakeServer() as server:
+        llm = OpenAILLM("fake-model", base_url=server.url, timeout=5)
+        engine = Engine(llm, cache, prices=(2.0, 4.0))
+        first = engine.run_sync([task(llm, "alpha beta"), task(llm, "gamma")], lambda t, g: None)
+        second = engine.run_sync([task(llm, "alpha beta"), task(llm, "gamma")], lambda t, g: None)
+    assert first.saved_usd == 0 and first.cost_usd > 0
+    assert second.calls == 0 and second.cost_usd == 0
+    assert second.saved_usd == pytest.approx(first.cost_usd)
+    assert second.per_stage["ideas"]["saved_usd"] == pytest.approx(first.cost_usd)

@@ -151,7 +151,8 @@ def build_cmd(
          f"{r.kept_tokens:,} tokens of a {budget:,} budget ({100 * r.kept_tokens / budget:.0f}%)"
          + (f", {r.rounds} top-up round(s)" if r.rounds else ""))
     _say(f"llm {llm['id']}: {llm['calls']:,} calls, {llm['cached']:,} cached, {llm['failed']:,} failed, "
-         f"{llm['input_tokens']:,} input + {llm['output_tokens']:,} output tokens, ${llm['cost_usd']:,.4f}")
+         f"{llm['input_tokens']:,} input + {llm['output_tokens']:,} output tokens, ${llm['cost_usd']:,.4f}"
+         + (f" (the cache saved ${llm['saved_usd']:,.4f})" if llm.get("saved_usd") else ""))
     if r.dropped:
         _say("dropped: " + ", ".join(f"{k} {v:,}" for k, v in r.dropped.most_common()))
     for e in r.errors[:5]:
