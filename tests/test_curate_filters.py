@@ -171,3 +171,16 @@ def test_language_checks_on_a_process_pool_match_serial(monkeypatch):
     pooled = QualityFilter(assistant_name="Ava", min_words=10, workers=2)
     assert [r.id for r in pooled(records)] == [r.id for r in serial(records)]
     assert pooled.drops == serial.drops == {("wrong_language", "honesty"): 10}
+
+
+def test_one_placeholder_definition_serves_parsing_and_filtering():
+    from specc.curate.filters import find_placeholder
+    from specc.stages.parsing import ParseFailure as PF
+    from specc.stages.parsing import parse_document
+
+    for text in ("Dear [Name], thanks.", "See [link to the policy] here.", "Lorem ipsum dolor.", "Call XXX today.",
+                 "Hello {{ name }}.", "Ask [Your Company] first."):
+        assert find_placeholder(text), text
+        with pytest.raises(PF):
+            parse_document(f"<document>{text}</document>")
+    assert find_placeholder("Ava checked [1] and [citation needed] notes, then [x] boxes.") is None

@@ -48,9 +48,31 @@ _PLACEHOLDER = re.compile(
     r"\[(?:your |insert |the |recipient'?s? |company'?s? |author'?s? )?"
     r"(?:name|full name|company|company name|date|location|city|country|organi[sz]ation|address|email|"
     r"phone|phone number|title|job title|product|product name|author|person|school|website|number)\]"
-    r"|\[insert\b[^\]]*\]|lorem ipsum"
+    r"|\[(?:insert|your|name|author|date|company|organi[sz]ation|location|city|country|link|url|website|phone"
+    r"|e-?mail|product|first name|last name|x{2,}|\.\.\.)[^\]\n]{0,40}\]"
+    r"|lorem ipsum|<insert|\btodo\b"
 )  # matched against lower-cased text
 _PLACEHOLDER_CASED = re.compile(r"\bXXX+\b|\{\{")
+
+
+def find_placeholder(text: str, lower: str | None = None) -> str | None:
+    """The first template placeholder left in ``text`` ("[Name]", "Lorem ipsum", "XXX"...), if any.
+
+    The one definition: generation parsing (which retries) and the quality filter both use it.
+    """
+    lower = text.lower() if lower is None else lower
+    # Plain substring guards first: a regex over a whole document costs tens of microseconds.
+    if "[" in text or "lorem" in lower or "<insert" in lower or "todo" in lower:
+        m = _PLACEHOLDER.search(lower)
+        if m:
+            return text[m.start():m.end()]
+    if "XXX" in text or "{{" in text:
+        m = _PLACEHOLDER_CASED.search(text)
+        if m:
+            return m.group(0)
+    return None
+
+
 # A reply quoting the teacher's instructions instead of simply behaving.
 _LEAK = re.compile(
     r"\bas (?:instructed|directed) by my (?:principles|guidelines|instructions|system prompt|teacher)\b"
@@ -243,9 +265,7 @@ class QualityFilter(Step):
             return "markup"
         if ":" in text and _PLANNING.search(lower):
             return "planning_notes"
-        if (("[" in text or "lorem" in lower) and _PLACEHOLDER.search(lower)) or (
-            ("XXX" in text or "{{" in text) and _PLACEHOLDER_CASED.search(text)
-        ):
+        if find_placeholder(text, lower):
             return "placeholder"
         if self.name_re is not None and not self.name_re.search(text):
             return "no_assistant_name"

@@ -10,6 +10,8 @@ from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from specc.curate.filters import find_placeholder
+
 
 class ParseFailure(Exception):
     """An output that cannot be used; ``reason`` becomes the drop reason ``parse:<reason>``."""
@@ -333,11 +335,6 @@ _PREAMBLE = re.compile(
     re.I,
 )
 _OUTRO = re.compile(r"^\W*(i hope|let me know|note\s*:|notes\s*:|word count|\(word count|feel free to)", re.I)
-PLACEHOLDER = re.compile(
-    r"\[(?:insert|your|name|author|date|company|organi[sz]ation|location|city|country|link|url|website|phone"
-    r"|e-?mail|product|first name|last name|x{2,}|\.\.\.)[^\]\n]{0,40}\]|lorem ipsum|<insert|\bTODO\b",
-    re.I,
-)
 
 
 def parse_document(text: str, finish_reason: str = "stop") -> str:
@@ -361,9 +358,9 @@ def parse_document(text: str, finish_reason: str = "stop") -> str:
     body = "\n".join(lines).strip()
     if not body:
         raise ParseFailure("empty", "no document between <document> and </document>")
-    m = PLACEHOLDER.search(body)
-    if m:
-        raise ParseFailure("placeholder", f"the document contains the placeholder {m.group(0)!r}")
+    found = find_placeholder(body)
+    if found:
+        raise ParseFailure("placeholder", f"the document contains the placeholder {found!r}")
     return body
 
 
