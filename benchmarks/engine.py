@@ -23,10 +23,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from fakeserver import latency_for  # noqa: E402
 
-from specc.cache import Cache  # noqa: E402
-from specc.engine import Engine  # noqa: E402
-from specc.llm.base import SamplingParams  # noqa: E402
-from specc.llm.openai import OpenAILLM  # noqa: E402
+from specc.generate.cache import Cache  # noqa: E402
+from specc.generate.engine import Engine  # noqa: E402
+from specc.generate.base import SamplingParams  # noqa: E402
+from specc.generate.openai import OpenAILLM  # noqa: E402
 from specc.records import Task  # noqa: E402
 
 LATENCY = (0.05, 0.3)

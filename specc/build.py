@@ -93,7 +93,7 @@ def run_build(
     budget: int | None = None,
 ) -> BuildResult:
     """Build the corpus for the spec at ``spec_path``; a rerun of an unchanged spec makes no LLM call."""
-    from specc.cache import default_cache_path
+    from specc.generate.cache import default_cache_path
     from specc.spec.load import load_spec
 
     spec = with_overrides(load_spec(spec_path), max_usd=max_usd, budget=budget)
@@ -116,12 +116,12 @@ def build_spec(
     llm=None,
 ) -> BuildResult:
     """Build from a loaded spec (``llm`` overrides the provider the spec and flags name)."""
-    from specc.cache import Cache
+    from specc.generate.cache import Cache
     from specc.curate import Curator
-    from specc.engine import Engine
-    from specc.llm.factory import make_llm
+    from specc.generate.engine import Engine
+    from specc.generate.factory import make_llm
     from specc.plan import plan_topup
-    from specc.progress import Progress
+    from specc.generate.progress import Progress
     from specc.stages import Context, Pipeline
 
     if push and not spec.output.hub.repo:

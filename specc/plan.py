@@ -13,7 +13,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 
-from specc.pricing import cost_usd, price_for
+from specc.generate.pricing import cost_usd, price_for
 from specc.quotas import compute_quotas
 from specc.records import Record, Task
 from specc.spec.schema import Spec
@@ -157,7 +157,7 @@ class Plan:
 
 
 def make_plan(spec: Spec, *, model: str | None = None, cache=None, ctx: Context | None = None) -> Plan:
-    """The plan for ``spec`` with the LLM id ``model``; ``cache`` (a specc.cache.Cache) makes it incremental."""
+    """The plan for ``spec`` with the LLM id ``model``; ``cache`` (a specc.generate.cache.Cache) makes it incremental."""
     from specc.stages import llm_id
 
     ctx = ctx or Context.create(spec, model or llm_id(spec))

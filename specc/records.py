@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal
 
-from specc.llm.base import Message, SamplingParams
+from specc.generate.base import Message, SamplingParams
 
 
 def canonical_json(obj: Any) -> str:

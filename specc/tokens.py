@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Protocol
 
 from specc.errors import InputError, MissingExtraError
-from specc.llm.base import Message
+from specc.generate.base import Message
 
 
 class Tokenizer(Protocol):

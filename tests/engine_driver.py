@@ -10,10 +10,10 @@ import json
 import sys
 from pathlib import Path
 
-from specc.cache import Cache
-from specc.engine import Engine
-from specc.llm.base import SamplingParams
-from specc.llm.openai import OpenAILLM
+from specc.generate.cache import Cache
+from specc.generate.engine import Engine
+from specc.generate.base import SamplingParams
+from specc.generate.openai import OpenAILLM
 from specc.records import Task
 
 FAN_OUT = 3

@@ -18,7 +18,7 @@ from responder import StageResponder, stage_of  # noqa: E402
 from stagekit import edited, spec_dict, write_spec  # noqa: E402
 
 from specc.build import run_build  # noqa: E402
-from specc.cache import Cache  # noqa: E402
+from specc.generate.cache import Cache  # noqa: E402
 from specc.cli import app  # noqa: E402
 from specc.errors import CostCapError  # noqa: E402
 from specc.plan import diff_specs, make_plan  # noqa: E402

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from specc.cache import Cache, default_cache_path
+from specc.generate.cache import Cache, default_cache_path
 from specc.cli import app
 from specc.errors import InputError
-from specc.llm.base import Generation, SamplingParams
+from specc.generate.base import Generation, SamplingParams
 from specc.records import Task
 
 
@@ -94,7 +94,7 @@ def test_concurrent_processes_write_safely(tmp_path):
 
 
 def test_no_secret_is_stored(tmp_path, monkeypatch):
-    from specc.llm.openai import OpenAILLM
+    from specc.generate.openai import OpenAILLM
 
     monkeypatch.setenv("MY_KEY", "sk-verysecretvalue123")
     llm = OpenAILLM("m", base_url="http://user:pw-secret@127.0.0.1:9/v1?token=q-secret", api_key_env="MY_KEY")

@@ -8,11 +8,11 @@ import time
 import pytest
 
 from fakeserver import FakeServer, Reply, default_responder
-from specc.cache import Cache
-from specc.engine import Engine, RunStats
+from specc.generate.cache import Cache
+from specc.generate.engine import Engine, RunStats
 from specc.errors import CostCapError, FailureRateError
-from specc.llm.base import SamplingParams
-from specc.llm.openai import OpenAILLM
+from specc.generate.base import SamplingParams
+from specc.generate.openai import OpenAILLM
 from specc.records import Task
 
 FAST = {"retry_base_delay": 0.01, "retry_max_delay": 0.05}

@@ -8,11 +8,11 @@ import time
 import pytest
 
 from fakeserver import FakeServer
-from specc.cache import Cache
-from specc.engine import Engine
+from specc.generate.cache import Cache
+from specc.generate.engine import Engine
 from specc.errors import AuthError, EndpointError, ModelNotFoundError
-from specc.llm.base import SamplingParams
-from specc.llm.openai import OpenAILLM
+from specc.generate.base import SamplingParams
+from specc.generate.openai import OpenAILLM
 from specc.records import Task
 
 

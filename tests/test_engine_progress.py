@@ -7,12 +7,12 @@ import io
 from rich.console import Console
 
 from fakeserver import FakeServer
-from specc.cache import Cache
-from specc.engine import Engine
-from specc.llm.base import SamplingParams
-from specc.llm.openai import OpenAILLM
-from specc.pricing import cost_usd, price_for
-from specc.progress import Progress
+from specc.generate.cache import Cache
+from specc.generate.engine import Engine
+from specc.generate.base import SamplingParams
+from specc.generate.openai import OpenAILLM
+from specc.generate.pricing import cost_usd, price_for
+from specc.generate.progress import Progress
 from specc.records import Task
 from specc.spec.schema import Prices, Spec
 

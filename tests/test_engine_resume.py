@@ -13,7 +13,7 @@ from pathlib import Path
 
 from engine_driver import FAN_OUT, first_stage, follow_ups
 from fakeserver import prompt_sha
-from specc.cache import Cache
+from specc.generate.cache import Cache
 
 HERE = Path(__file__).parent
 

@@ -12,11 +12,11 @@ import urllib.request
 
 import pytest
 
-from specc.cache import Cache
-from specc.engine import Engine
+from specc.generate.cache import Cache
+from specc.generate.engine import Engine
 from specc.errors import AuthError, ModelNotFoundError
-from specc.llm.base import SamplingParams
-from specc.llm.openai import OpenAILLM
+from specc.generate.base import SamplingParams
+from specc.generate.openai import OpenAILLM
 from specc.records import Task
 
 HAVE_SERVER = importlib.util.find_spec("llama_cpp") is not None and importlib.util.find_spec("uvicorn") is not None
@@ -40,7 +40,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    from specc.llm.local import model_file
+    from specc.generate.local import model_file
 
     port = _free_port()
     # A file, not a pipe: llama.cpp logs a lot while loading, and a full pipe would stall the server.

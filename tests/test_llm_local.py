@@ -8,12 +8,12 @@ import sys
 
 import pytest
 
-from specc.cache import Cache
-from specc.engine import Engine
+from specc.generate.cache import Cache
+from specc.generate.engine import Engine
 from specc.errors import InputError, MissingExtraError
-from specc.llm import local
-from specc.llm.base import SamplingParams
-from specc.llm.factory import make_llm
+from specc.generate import local
+from specc.generate.base import SamplingParams
+from specc.generate.factory import make_llm
 from specc.records import Task
 from specc.spec.schema import Generator
 

@@ -8,11 +8,11 @@ import time
 import pytest
 
 from fakeserver import FakeServer, Reply
-from specc.engine import TaskError, TransientError
+from specc.generate.base import TaskError, TransientError
 from specc.errors import AuthError, EndpointError
-from specc.llm.base import LLM, SamplingParams
-from specc.llm.factory import make_llm
-from specc.llm.openai import OpenAILLM, public_url, retry_after
+from specc.generate.base import LLM, SamplingParams
+from specc.generate.factory import make_llm
+from specc.generate.openai import OpenAILLM, public_url, retry_after
 from specc.spec.schema import Generator
 
 MSG = [{"role": "user", "content": "hello world"}]

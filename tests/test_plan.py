@@ -11,8 +11,8 @@ sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "stages"))
 from responder import StageResponder  # noqa: E402
 from stagekit import FULL, drive, edited, full_spec, make_spec, principle, spec_dict  # noqa: E402
 
-from specc.cache import Cache  # noqa: E402
-from specc.llm.base import Generation  # noqa: E402
+from specc.generate.cache import Cache  # noqa: E402
+from specc.generate.base import Generation  # noqa: E402
 from specc.plan import diff_specs, make_plan, plan_topup  # noqa: E402
 from specc.quotas import compute_quotas  # noqa: E402
 from specc.spec.schema import DEFAULT_GENRES, DEMO_KINDS, Spec  # noqa: E402

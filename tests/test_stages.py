@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "stages"))
 from responder import StageResponder  # noqa: E402
 from stagekit import FULL, drive, edited, full_spec, make_spec, spec_dict  # noqa: E402
 
-from specc.llm.base import Generation  # noqa: E402
+from specc.generate.base import Generation  # noqa: E402
 from specc.plan import downstream_tasks  # noqa: E402
 from specc.spec.schema import Spec  # noqa: E402
 from specc.stages import Context, Pipeline, partner_of  # noqa: E402

@@ -39,7 +39,7 @@ def plan_cmd(
     budget: int | None = BUDGET_OPT,
 ) -> None:
     """Show what a build would generate and cost, without calling any model."""
-    from specc.cache import Cache, default_cache_path
+    from specc.generate.cache import Cache, default_cache_path
     from specc.plan import make_plan
     from specc.spec.load import load_spec
     from specc.stages import llm_id

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from specc.cache import Cache, default_cache_path
+from specc.generate.cache import Cache, default_cache_path
 from specc.cli import app, command, console
 from specc.errors import InputError
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import jinja2
 
 from specc.errors import InputError
-from specc.llm.base import Message
+from specc.generate.base import Message
 from specc.records import sha256_hex
 
 STAGES: tuple[str, ...] = ("ideas", "document", "scenarios", "reply", "judge")

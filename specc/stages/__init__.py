@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable
 
-from specc.llm.base import Generation, Message, SamplingParams
+from specc.generate.base import Generation, Message, SamplingParams
 from specc.prompts import PromptTemplate, load_templates
 from specc.quotas import compute_quotas
 from specc.records import Record, Task, sha256_hex
@@ -39,7 +39,7 @@ _SPREAD = (math.sqrt(5) - 1) / 2
 
 def llm_id(spec: Spec, provider: str | None = None, model: str | None = None, base_url: str | None = None) -> str:
     """The id ``make_llm`` would give, without constructing the provider."""
-    from specc.llm.factory import llm_id as _llm_id
+    from specc.generate.factory import llm_id as _llm_id
 
     return _llm_id(spec.generator, provider=provider, model=model, base_url=base_url)
 

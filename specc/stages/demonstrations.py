@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from specc.llm.base import Generation, Message
+from specc.generate.base import Generation, Message
 from specc.records import Record, Task, sha256_hex
 from specc.spec.schema import Principle, Spec
 from specc.stages import (

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from specc.llm.base import Generation
+from specc.generate.base import Generation
 from specc.records import Record, Task, sha256_hex
 from specc.spec.schema import Principle
 from specc.stages import Context, Pipeline, max_tokens_for, recover_list, retry_longer, retry_with_error

@@ -17,9 +17,9 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx2
 import openai
 
-from specc.engine import TaskError, TransientError
+from specc.generate.base import TaskError, TransientError
 from specc.errors import AuthError, EndpointError, ModelNotFoundError
-from specc.llm.base import Generation, Message, SamplingParams
+from specc.generate.base import Generation, Message, SamplingParams
 
 OPENAI_URL = "https://api.openai.com/v1"
 

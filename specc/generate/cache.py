@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from specc.errors import InputError
-from specc.llm.base import Generation
+from specc.generate.base import Generation
 from specc.records import Task
 
 SCHEMA_VERSION = 1

@@ -1,4 +1,4 @@
-"""The LLM protocol every provider implements: messages + params -> Generation."""
+"""The LLM protocol every provider implements (messages + params -> Generation), and the two errors a provider raises."""
 
 from __future__ import annotations
 
@@ -48,3 +48,17 @@ class LLM(Protocol):
     async def generate(self, messages: list[Message], params: SamplingParams) -> Generation:
         """Run one chat completion."""
         ...
+
+
+class TransientError(Exception):
+    """A failure worth retrying: rate limits, 5xx, timeouts, dropped connections, malformed replies."""
+
+    def __init__(self, reason: str, *, retry_after: float | None = None, unreachable: bool = False):
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+        self.unreachable = unreachable
+
+
+class TaskError(Exception):
+    """A failure of this one task that a retry would not fix (e.g. HTTP 400 on its prompt)."""

@@ -18,28 +18,14 @@ from collections.abc import Awaitable, Callable, Iterable
 
 from aiolimiter import AsyncLimiter
 
-from specc.cache import Cache
+from specc.generate.cache import Cache
 from specc.errors import CostCapError, EndpointError, FailureRateError, SpeccError
-from specc.llm.base import LLM, Generation
-from specc.pricing import cost_usd, price_for
+from specc.generate.base import LLM, Generation, TaskError, TransientError
+from specc.generate.pricing import cost_usd, price_for
 from specc.records import Task
 
 OnResult = Callable[[Task, Generation], "Iterable[Task] | None | Awaitable[Iterable[Task] | None]"]
 OnFailure = Callable[[Task, str], None]
-
-
-class TransientError(Exception):
-    """A failure worth retrying: rate limits, 5xx, timeouts, dropped connections, malformed replies."""
-
-    def __init__(self, reason: str, *, retry_after: float | None = None, unreachable: bool = False):
-        super().__init__(reason)
-        self.reason = reason
-        self.retry_after = retry_after
-        self.unreachable = unreachable
-
-
-class TaskError(Exception):
-    """A failure of this one task that a retry would not fix (e.g. HTTP 400 on its prompt)."""
 
 
 @dataclass
