@@ -49,6 +49,7 @@ def test_doc_output_matches_the_real_validate_line():
     assert proc.stdout.strip() in DOC.read_text(encoding="utf-8")
 
 
+@pytest.mark.timeout(1200)  # the walkthrough builds with the CPU model: minutes, not seconds
 def test_follow_getting_started(tmp_path):
     repo = fresh_copy(tmp_path / "specc")
     hub_port = 8788

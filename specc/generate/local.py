@@ -87,3 +87,13 @@ class LocalLLM:
             model=self.model,
             latency_s=time.monotonic() - t0,
         )
+
+
+def smoke_test() -> None:
+    """Load the embedded model and generate a few tokens (crashes the process on a broken llama.cpp build)."""
+    import llama_cpp
+
+    llama = llama_cpp.Llama(model_path=str(model_file("smollm2-135m")), n_ctx=256, n_threads=1, verbose=False)
+    out = llama.create_chat_completion([{"role": "user", "content": "Say hello to Bob."}], max_tokens=4, seed=0)
+    if not out["choices"][0]["message"].get("content") and out["usage"]["completion_tokens"] == 0:
+        raise RuntimeError("the embedded model generated nothing")
