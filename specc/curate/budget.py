@@ -54,6 +54,44 @@ def fill(candidates: list[Record], target: int, count: Callable[[list[Record]], 
     return chosen
 
 
+# Closest-subset search is tried only when greedy filling misses and the pool is small enough
+# (candidates × target tokens, in bits of the reachable-sums table): at small quotas records
+# are coarse and greedy filling can miss by half a record; at large ones it does not miss.
+_EXACT_BITS = 200_000_000
+
+
+def closest_subset(candidates: list[Record], target: int) -> list[Record] | None:
+    """The subset whose tokens come closest to ``target`` (ties: the smaller sum), or None when too large to search.
+
+    A table of reachable sums per prefix (one big integer each) and a walk back through it:
+    exact, and deterministic for a given candidate order.
+    """
+    limit = 2 * target
+    if not candidates or len(candidates) * limit > _EXACT_BITS:
+        return None
+    mask = (1 << (limit + 1)) - 1
+    tables = [1]
+    for r in candidates:
+        tables.append((tables[-1] | (tables[-1] << r.tokens)) & mask)
+    reach = tables[-1]
+    best = None
+    for gap in range(0, target + 1):
+        for s in (target - gap, target + gap):
+            if 0 <= s <= limit and reach >> s & 1:
+                best = s
+                break
+        if best is not None:
+            break
+    if not best:
+        return None
+    chosen, s = [], best
+    for i in range(len(candidates), 0, -1):
+        if not tables[i - 1] >> s & 1:
+            chosen.append(candidates[i - 1])
+            s -= candidates[i - 1].tokens
+    return list(reversed(chosen))
+
+
 class BudgetSelector(Step):
     """Selects records to each quota's token target; the rest are dropped as ``over_quota``."""
 
@@ -90,8 +128,15 @@ class BudgetSelector(Step):
         for key, target in self.quotas.items():
             pool = buckets.get(key, [])
             group = (lambda r: r.genre) if key[1] == "document" else (lambda r: r.demo_kind)
-            chosen = fill(round_robin(pool, group, self.seed), target, self.count) if target > 0 else []
+            ordered = round_robin(pool, group, self.seed)
+            chosen = fill(ordered, target, self.count) if target > 0 else []
             achieved = sum(r.tokens for r in chosen)
+            if target > 0 and abs(target - achieved) > self.tolerance * target:
+                if self.count is not None:
+                    self.count([r for r in ordered if not r.tokens])
+                exact = closest_subset(ordered, target)
+                if exact is not None and abs(target - sum(r.tokens for r in exact)) < abs(target - achieved):
+                    chosen, achieved = exact, sum(r.tokens for r in exact)
             self.report.append(
                 {"principle_id": key[0], "kind": key[1], "target": target, "achieved": achieved, "records": len(chosen)}
             )
