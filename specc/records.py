@@ -27,9 +27,11 @@ def sha256_hex(obj: Any) -> str:
 class Task:
     """One LLM call. ``key`` hashes everything that affects its output, nothing else.
 
-    ``meta`` (principle, genre, idea, ...) travels with the task for the stage that
-    parses its result; it is deliberately not part of the key, so identical prompts
-    share one cached result.
+    ``input`` is the stage's typed input (a pydantic model from ``specc.stages``: the facet,
+    idea, scenario or draft the call is about, and its slot); it travels with the task to
+    the stage that parses the result and is deliberately not part of the key, so identical
+    prompts share one cached result. ``retries`` names the recoveries already tried
+    ("parse", "length"), so each is tried once.
     """
 
     stage: str
@@ -38,7 +40,8 @@ class Task:
     messages: tuple[Message, ...]
     params: SamplingParams
     template_hash: str
-    meta: dict = field(default_factory=dict)
+    input: Any = None
+    retries: tuple[str, ...] = ()
 
     @cached_property
     def key(self) -> str:
@@ -70,6 +73,7 @@ class Record:
     messages: list[Message] = field(default_factory=list)
     genre: str | None = None  # documents
     demo_kind: str | None = None  # demonstrations: direct, indirect, edge_case, ...
+    facet: str | None = None  # the facet of its principle it is about: "principle", "subrule-1", "generated-3", ...
     tokens: int = 0
     meta: dict = field(default_factory=dict)
     id: str = ""

@@ -15,7 +15,7 @@ from stagekit import spec_dict, write_spec  # noqa: E402
 
 from specc.build import run_build  # noqa: E402
 from specc.emit import read_manifest  # noqa: E402
-from specc.quotas import compute_quotas  # noqa: E402
+from specc.plan.quotas import compute_quotas  # noqa: E402
 from specc.spec.load import load_spec  # noqa: E402
 
 JUNK = [

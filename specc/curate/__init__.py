@@ -31,6 +31,7 @@ class CurateResult:
     shortfall: dict[tuple[str, str], int] = field(default_factory=dict)
     dedup_params: dict = field(default_factory=dict)
     decontam_sources: dict[str, int] = field(default_factory=dict)  # eval source -> records dropped
+    rejected: list[tuple[Record, str]] = field(default_factory=list)  # (record, "step:reason"), for OUT/dropped/
 
     def to_dict(self) -> dict:
         return {
@@ -53,7 +54,7 @@ class Curator:
     def __init__(self, spec: Spec, *, tokenizer: Tokenizer | None = None, tolerance: float = 0.03) -> None:
         from specc.curate.decontam import Decontaminator
         from specc.curate.filters import QualityFilter
-        from specc.quotas import compute_quotas
+        from specc.plan.quotas import compute_quotas
         from specc.tokens import get_tokenizer
 
         corpus = spec.corpus
@@ -90,6 +91,7 @@ class Curator:
         ordered = sorted(records, key=lambda r: (r.id, r.principle_id))
         # Counters start from zero on every run; the loaded eval tables are reused.
         self.filter.drops, self.decontam.drops, self.decontam.by_source = Counter(), Counter(), Counter()
+        self.filter.rejected, self.decontam.rejected = [], []
         steps: list[Step] = [self.filter]
         near = NearDedup(**self._near_args)
         if self.dedup:
@@ -107,11 +109,13 @@ class Curator:
 
         dropped: Counter[str] = Counter()
         by_principle: dict[str, Counter[str]] = {}
+        rejected: list[tuple[Record, str]] = []
         for step in steps:
             for (reason, pid), n in step.drops.items():
                 key = f"{step.name}:{reason}"
                 dropped[key] += n
                 by_principle.setdefault(pid, Counter())[key] += n
+            rejected += [(r, f"{step.name}:{why}") for r, why in step.rejected]
         return CurateResult(
             kept=kept,
             dropped=dropped,
@@ -120,4 +124,5 @@ class Curator:
             shortfall=budget.shortfall,
             dedup_params={**near.params, "enabled": self.dedup},
             decontam_sources=dict(self.decontam.by_source),
+            rejected=rejected,
         )
