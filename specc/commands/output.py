@@ -133,8 +133,8 @@ def _title(row: dict, config: str) -> str:
     label = row.get("genre") if config == "documents" else row.get("kind")
     extra = f" judge={row['judge_verdict']}" if row.get("judge_verdict") else ""
     facet = f"  {row['facet']}" if row.get("facet") else ""
-    why = f"  dropped: {row['reason']}" if row.get("reason") else ""
-    return f"{row['id']}  {row['principle_id']}  {label or ''}{facet}  {row['tokens']} tokens{extra}{why}"
+    why = f"dropped: {row['reason']}  " if row.get("reason") else ""
+    return f"{why}{row['id']}  {row['principle_id']}  {label or ''}{facet}  {row['tokens']} tokens{extra}"
 
 
 def _cut(text: str, max_chars: int) -> str:
