@@ -9,7 +9,9 @@ thousands of ideas.
 
 from __future__ import annotations
 
+import math
 import re
+from functools import lru_cache
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -183,8 +185,10 @@ _STOP = frozenset(
 
 _SUFFIX = re.compile(r"(?:ing|ed|es|s)$")
 _DOUBLE = re.compile(r"([b-df-hj-np-tv-z])\1$")
+_WORD = re.compile(r"\w+")
 
 
+@lru_cache(maxsize=1 << 16)
 def stem(word: str) -> str:
     """A light stem: "admitting", "admitted", "admits" -> "admit"; short words stay as they are."""
     if len(word) <= 4 or word.endswith("ss"):
@@ -197,17 +201,18 @@ def stem(word: str) -> str:
 
 def content_words(text: str) -> frozenset[str]:
     """Stems of the lower-case words of three letters or more, minus stop words."""
-    return frozenset(stem(w) for w in re.findall(r"\w+", text.lower()) if len(w) >= 3 and w not in _STOP)
+    return frozenset(stem(w) for w in _WORD.findall(text.lower()) if len(w) >= 3 and w not in _STOP)
 
 
 class NearSet:
-    """Texts kept so far; ``check`` says whether a new one repeats one of them.
+    """Texts kept so far; ``keep`` says whether a new one repeats one of them, and keeps it if not.
 
     A repeat is ``duplicate`` (the same words in the same order) or ``near_duplicate``
     (the same content words in any order, or a word-set Jaccard similarity of at least
     ``threshold``). Candidates come from an index of the rarer words, so checking n texts
     costs about n, not n²: a word in more than ``common`` kept texts stops being used to find
-    candidates (a near-duplicate shares more than its commonest words).
+    candidates (a near-duplicate shares more than its commonest words), and a candidate is
+    compared only when it shares enough rare words to reach the threshold at all.
     """
 
     def __init__(self, threshold: float = 0.75, common: int = 48):
@@ -218,30 +223,32 @@ class NearSet:
         self.by_set: set[frozenset[str]] = set()
         self.index: dict[str, list[int]] = {}
 
-    def check(self, text: str) -> str | None:
-        if normalise(text) in self.exact:
+    def _repeat(self, norm: str, words: frozenset[str]) -> str | None:
+        if norm in self.exact:
             return "duplicate"
-        words = content_words(text)
         if not words:
             return None
         if words in self.by_set:
             return "near_duplicate"
-        hits: set[int] = set()
-        for w in words:
-            posting = self.index.get(w)
-            # A word in more than ``common`` kept texts says little about which one this repeats.
-            if posting and len(posting) <= self.common:
-                hits.update(posting)
-        for i in hits:
+        rare = [self.index[w] for w in words if w in self.index and len(self.index[w]) <= self.common]
+        common = sum(1 for w in words if w in self.index and len(self.index[w]) > self.common)
+        # J >= t needs |A & B| >= t |A|, of which at most `common` words are not indexed.
+        need = max(1, math.ceil(self.threshold * len(words)) - common)
+        hits: dict[int, int] = {}
+        for posting in rare:
+            for i in posting:
+                hits[i] = hits.get(i, 0) + 1
+        for i, n in hits.items():
+            if n < need:
+                continue
             other = self.sets[i]
             inter = len(words & other)
             if inter / (len(words) + len(other) - inter) >= self.threshold:
                 return "near_duplicate"
         return None
 
-    def add(self, text: str) -> None:
-        self.exact.add(normalise(text))
-        words = content_words(text)
+    def _add(self, norm: str, words: frozenset[str]) -> None:
+        self.exact.add(norm)
         if not words:
             return
         i = len(self.sets)
@@ -252,9 +259,17 @@ class NearSet:
             if len(posting) <= self.common:
                 posting.append(i)
 
+    def check(self, text: str) -> str | None:
+        """The repeat reason for ``text``, or None; it is not kept."""
+        return self._repeat(normalise(text), content_words(text))
+
+    def add(self, text: str) -> None:
+        self._add(normalise(text), content_words(text))
+
     def keep(self, text: str) -> str | None:
         """``check``, and add the text when it is new; returns the repeat reason or None."""
-        why = self.check(text)
+        norm, words = normalise(text), content_words(text)
+        why = self._repeat(norm, words)
         if why is None:
-            self.add(text)
+            self._add(norm, words)
         return why
