@@ -217,6 +217,7 @@ def build_spec(
     from specc.emit.report import write_report
 
     rejected = pipe.sorted_dropped() + result.rejected
+    curator.count_tokens([r for r, _ in rejected])
     manifest = emit(result.kept, spec, out_dir, build_info=build_info, extra_writers=[write_report], dropped=rejected)
     if push:
         from specc.emit.hub import push as push_to_hub

@@ -75,11 +75,13 @@ class Curator:
         from specc.tokens import render_chat
 
         todo = [r for r in records if not r.tokens]
-        texts = [r.text if r.kind == "document" else render_chat(r.messages) for r in todo]
         count_batch = getattr(self.tokenizer, "count_batch", None)
-        counts = count_batch(texts) if count_batch else [self.tokenizer.count(t) for t in texts]
-        for r, n in zip(todo, counts):
-            r.tokens = n
+        for i in range(0, len(todo), 512):  # bounded batches: the token lists of a whole corpus would not fit
+            chunk = todo[i : i + 512]
+            texts = [r.text if r.kind == "document" else render_chat(r.messages) for r in chunk]
+            counts = count_batch(texts) if count_batch else [self.tokenizer.count(t) for t in texts]
+            for r, n in zip(chunk, counts):
+                r.tokens = n
 
     def run(self, records: Iterable[Record]) -> CurateResult:
         """Filter, dedup, decontaminate and select ``records`` to the budget."""
@@ -89,6 +91,7 @@ class Curator:
         # Sorted first so every "keep the first" rule keeps the same record whatever order
         # generation finished in.
         ordered = sorted(records, key=lambda r: (r.id, r.principle_id))
+        self.count_tokens(ordered)  # once, in batches: the stages leave it to curation
         # Counters start from zero on every run; the loaded eval tables are reused.
         self.filter.drops, self.decontam.drops, self.decontam.by_source = Counter(), Counter(), Counter()
         self.filter.rejected, self.decontam.rejected = [], []

@@ -69,9 +69,9 @@ class DocumentStage(Stage[DocumentInput, DocumentResult]):
 
     def children(self, pipe, task: Task, result: DocumentResult) -> list[Task]:
         ctx = pipe.ctx
+        # Tokens are counted in curation, in batches; the plan's walk never needs them.
         pipe.add(Record(kind="document", principle_id=task.principle_id, text=result.text, genre=task.input.doctype,
-                        facet=task.input.facet.id, tokens=ctx.tokenizer.count(result.text),
-                        meta=self._meta(ctx, task, result.finish_reason)))
+                        facet=task.input.facet.id, meta=self._meta(ctx, task, result.finish_reason)))
         return []
 
     def give_up(self, pipe, task: Task, reason: str, text: str = "") -> list[Task]:

@@ -12,7 +12,6 @@ from specc.stages.context import Context, max_tokens_for
 from specc.stages.items import Facet
 from specc.stages.parsing import Scenario, parse_reply
 from specc.stages.scenarios import pair
-from specc.tokens import count_messages
 
 
 class ReplyInput(Input):
@@ -40,8 +39,9 @@ def demo_meta(ctx: Context, pid: str, inp, *, task_key: str, template_hash: str,
 
 
 def demo_record(ctx: Context, pid: str, inp, messages: list[Message], meta: dict, **kw) -> Record:
+    # Tokens are counted in curation, in batches; the plan's walk never needs them.
     return Record(kind="demonstration", principle_id=pid, messages=messages, demo_kind=inp.kind, facet=inp.facet.id,
-                  tokens=count_messages(ctx.tokenizer, messages), meta=meta, **kw)
+                  meta=meta, **kw)
 
 
 class ReplyStage(Stage[ReplyInput, ReplyResult]):
