@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +22,11 @@ principles:
     title: Be honest
     statement: Aria does not lie.
 """
+
+# "billion laughs": nine levels of nine aliases each, about 10^9 strings once expanded.
+BOMB = ['a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]'] + [
+    f"{b}: &{b} [{', '.join(['*' + a] * 9)}]" for a, b in zip("abcdefgh", "bcdefghi")
+]
 
 # (case id, {file: content}, expected "FILE:LINE" prefix, expected path, expected message fragment)
 CASES = [
@@ -89,6 +97,98 @@ CASES = [
     ),
     ("include-not-list", {"s.yaml": GOOD + "include: shared.yaml\n"}, "s.yaml:8:10", "include", "list"),
     ("bad-language", {"s.yaml": GOOD + "language: English\n"}, "s.yaml:8:11", "language", "pattern"),
+    (
+        "missing-include-says-where-it-looked",
+        {"s.yaml": GOOD + "include: [shared/nope.yaml]\n"},
+        "s.yaml:8:11",
+        "include[0]",
+        "not found (looked for /",
+    ),
+    (
+        "include-not-a-fragment",
+        {"s.yaml": GOOD + "include:\n  - list.yaml\n", "list.yaml": "- a\n- b\n"},
+        "list.yaml:1:1",
+        "",
+        "top level must be a mapping of keys, found a list (included from s.yaml:9)",
+    ),
+    (
+        "include-a-whole-spec",
+        {"s.yaml": GOOD + "include: [other.yaml]\n", "other.yaml": GOOD.replace("honesty", "care")},
+        "other.yaml:2:1",
+        "name",
+        "unknown key; expected one of: specc, include, principles (included from s.yaml:8)",
+    ),
+    (
+        "syntax-error-in-include",
+        {"s.yaml": GOOD + "include: [a.yaml]\n", "a.yaml": "principles: [\n"},
+        "a.yaml:2",
+        "",
+        "(included from s.yaml:8)",
+    ),
+    # Hostile input: each is rejected by a limit in the loader, quickly (see test_hostile_input_is_quick).
+    ("alias-bomb", {"s.yaml": GOOD + "lol:\n" + "".join(f"  {line}\n" for line in BOMB)}, "s.yaml:14:10", "", "aliases expand to more than"),
+    ("deep-brackets", {"s.yaml": GOOD + "x: " + "[" * 3000 + "]" * 3000 + "\n"}, "s.yaml:8", "", "nested more than 64 levels deep"),
+    ("deep-block", {"s.yaml": GOOD + "x:\n" + "".join(" " * (i + 1) + f"k{i}:\n" for i in range(100))}, "s.yaml:71:64", "", "nested more than"),
+    ("recursive-alias", {"s.yaml": GOOD + "x: &a [1, *a]\n"}, "s.yaml:8:11", "", "alias *a refers to a node that contains it"),
+    ("undefined-alias", {"s.yaml": GOOD + "x: *nope\n"}, "s.yaml:8:4", "", "undefined alias"),
+    ("too-big", {"s.yaml": GOOD + ("# padding\n" * 450_000)}, "s.yaml:1:1", "", "a spec may be at most 4 MB"),
+    # What build would reject after loading, checked by validate before any LLM call.
+    (
+        "decontam-file-missing",
+        {"s.yaml": GOOD + "corpus:\n  decontamination: {files: [evals/gone.jsonl]}\n"},
+        "s.yaml:9:29",
+        "corpus.decontamination.files[0]",
+        "eval file 'evals/gone.jsonl' not found (looked for /",
+    ),
+    (
+        "decontam-file-bad-json",
+        {"s.yaml": GOOD + "corpus:\n  decontamination: {files: [e.jsonl]}\n", "e.jsonl": '{"text": "fine"}\nnot json\n'},
+        "s.yaml:9:29",
+        "corpus.decontamination.files[0]",
+        "e.jsonl:2: not valid JSON",
+    ),
+    (
+        "decontam-file-no-text-field",
+        {"s.yaml": GOOD + "corpus:\n  decontamination: {files: [e.jsonl]}\n", "e.jsonl": '{"question": "q"}\n'},
+        "s.yaml:9:29",
+        "corpus.decontamination.files[0]",
+        "no `text`, `prompt` or `messages` field",
+    ),
+    (
+        "unknown-tokenizer",
+        {"s.yaml": GOOD + "corpus:\n  budget: {tokenizer: cl999k_base}\n"},
+        "s.yaml:9:23",
+        "corpus.budget.tokenizer",
+        "unknown tokenizer 'cl999k_base'",
+    ),
+    (
+        "tokenizer-file-missing",
+        {"s.yaml": GOOD + "corpus:\n  budget: {tokenizer: tok/tokenizer.json}\n"},
+        "s.yaml:9:23",
+        "corpus.budget.tokenizer",
+        "tokenizer file not found",
+    ),
+    (
+        "template-missing",
+        {"s.yaml": GOOD + "templates: {reply: prompts/reply.j2}\n"},
+        "s.yaml:8:20",
+        "templates.reply",
+        "cannot read",
+    ),
+    (
+        "template-unknown-variable",
+        {"s.yaml": GOOD + "templates: {document: doc.j2}\n", "doc.j2": "{% block user %}About {{ principle.nope }}{% endblock %}\n"},
+        "s.yaml:8:23",
+        "templates.document",
+        "doc.j2: the document template uses an unknown variable",
+    ),
+    (
+        "template-syntax-error",
+        {"s.yaml": GOOD + "templates: {ideas: i.j2}\n", "i.j2": "{% block user %}{{ oops {% endblock %}\n"},
+        "s.yaml:8:20",
+        "templates.ideas",
+        "i.j2:1: ideas template",
+    ),
 ]
 
 
@@ -182,3 +282,23 @@ def test_subprocess_has_no_traceback(tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert "s.yaml:" in proc.stderr
+
+
+HOSTILE = ["alias-bomb", "deep-brackets", "recursive-alias", "too-big", "include-not-a-fragment",
+           "decontam-file-missing", "unknown-tokenizer", "template-unknown-variable"]
+
+
+@pytest.mark.parametrize("case", HOSTILE)
+def test_hostile_input_is_quick(tmp_path, case):
+    """As a user runs it: a separate process, exit 2, a located message, no traceback, well within seconds."""
+    _, files, where, _, fragment = next(c for c in CASES if c[0] == case)
+    _write(tmp_path, files)
+    start = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "specc", "validate", "s.yaml"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    elapsed = time.monotonic() - start
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert any(ln.startswith(where) and fragment in ln for ln in proc.stderr.splitlines()), proc.stderr
+    assert elapsed < 5, f"{case} took {elapsed:.1f}s"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
@@ -265,6 +265,8 @@ class Spec(Model):
 
     # Set by the loader: the file it came from. Relative paths in the spec resolve against its folder.
     _source: Path | None = PrivateAttr(None)
+    # Set by the loader: where each field was written, so checks made after loading can name a line.
+    _where: Any = PrivateAttr(None)
 
     @property
     def source(self) -> Path | None:
