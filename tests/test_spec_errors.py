@@ -65,6 +65,28 @@ CASES = [
     ("key-in-api-key-env", {"s.yaml": GOOD + "generator:\n  api_key_env: sk-proj-abc123def456ghi789\n"}, "s.yaml:9:16", "generator.api_key_env", "NAME of an environment variable"),
     ("literal-api-key-field", {"s.yaml": GOOD + "generator:\n  api_key: sk-proj-abc123\n"}, "s.yaml:9:3", "generator.api_key", "never accepted"),
     ("example-without-reply", {"s.yaml": GOOD + "    examples:\n      - user: hi\n"}, "s.yaml:9:9", "principles[0].examples[0]", "`good` or a `bad`"),
+    (
+        "example-user-and-turns",
+        {"s.yaml": GOOD + "    examples:\n      - user: hi\n        turns: [{role: user, content: hi}]\n        good: hello\n"},
+        "s.yaml:9:9",
+        "principles[0].examples[0]",
+        "either `user` (one turn) or `turns`",
+    ),
+    (
+        "example-turns-end-with-assistant",
+        {"s.yaml": GOOD + "    examples:\n      - turns: [{role: user, content: hi}, {role: assistant, content: yo}]\n"
+                          "        good: hello\n"},
+        "s.yaml:9:9",
+        "principles[0].examples[0]",
+        "must end with a `user` or `tool` message",
+    ),
+    (
+        "example-turn-bad-role",
+        {"s.yaml": GOOD + "    examples:\n      - turns: [{role: developer, content: hi}]\n        good: hello\n"},
+        "s.yaml:9:24",
+        "principles[0].examples[0].turns[0].role",
+        "'user', 'assistant' or 'tool'",
+    ),
     ("bad-output-format", {"s.yaml": GOOD + "output: {format: csv}\n"}, "s.yaml:8:18", "output.format", "parquet"),
     ("bad-hub-repo", {"s.yaml": GOOD + "output: {hub: {repo: not a repo}}\n"}, "s.yaml:8:22", "output.hub.repo", "pattern"),
     ("top-level-list", {"s.yaml": "- specc: 1\n- name: demo\n"}, "s.yaml:1:1", "", "top level must be a mapping"),
