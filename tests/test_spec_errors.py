@@ -324,3 +324,16 @@ def test_hostile_input_is_quick(tmp_path, case):
     assert "Traceback" not in proc.stderr + proc.stdout
     assert any(ln.startswith(where) and fragment in ln for ln in proc.stderr.splitlines()), proc.stderr
     assert elapsed < 5, f"{case} took {elapsed:.1f}s"
+
+
+@pytest.mark.parametrize("stage", ["ideas", "document", "scenarios", "reply", "judge"])
+def test_validate_renders_every_template(tmp_path, monkeypatch, stage):
+    """A custom template of any stage that names an unknown variable fails validate, not a build."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "t.j2").write_text("{% block user %}Write {{ no_such_variable }}{% endblock %}\n")
+    (tmp_path / "s.yaml").write_text(GOOD + f"templates:\n  {stage}: t.j2\n")
+    result = CliRunner().invoke(app, ["validate", "s.yaml"])
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"s.yaml:9:{len(stage) + 5}: templates.{stage}: ")
+    assert f"t.j2: the {stage} template uses an unknown variable" in result.stderr
+    assert "no_such_variable" in result.stderr
