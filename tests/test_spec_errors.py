@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from specc.cli import app
+from specc.spec.load import load_spec
 
 GOOD = """\
 specc: 1
@@ -148,9 +149,11 @@ CASES = [
         "(included from s.yaml:8)",
     ),
     # Hostile input: each is rejected by a limit in the loader, quickly (see test_hostile_input_is_quick).
-    ("alias-bomb", {"s.yaml": GOOD + "lol:\n" + "".join(f"  {line}\n" for line in BOMB)}, "s.yaml:14:10", "", "aliases expand to more than"),
+    ("alias-bomb", {"s.yaml": GOOD + "lol:\n" + "".join(f"  {line}\n" for line in BOMB)}, "s.yaml:13:10", "", "aliases expand to more than"),
     ("deep-brackets", {"s.yaml": GOOD + "x: " + "[" * 3000 + "]" * 3000 + "\n"}, "s.yaml:8", "", "nested more than 64 levels deep"),
     ("deep-block", {"s.yaml": GOOD + "x:\n" + "".join(" " * (i + 1) + f"k{i}:\n" for i in range(100))}, "s.yaml:71:64", "", "nested more than"),
+    ("alias-chain-too-deep", {"s.yaml": GOOD + "a0: &a0 " + "[" * 60 + "1" + "]" * 60 + "\na1: &a1 [[[[*a0]]]]\n"},
+     "s.yaml:9:13", "", "nested more than 64 levels deep once alias *a0 is expanded"),
     ("recursive-alias", {"s.yaml": GOOD + "x: &a [1, *a]\n"}, "s.yaml:8:11", "", "alias *a refers to a node that contains it"),
     ("undefined-alias", {"s.yaml": GOOD + "x: *nope\n"}, "s.yaml:8:4", "", "undefined alias"),
     ("too-big", {"s.yaml": GOOD + ("# padding\n" * 450_000)}, "s.yaml:1:1", "", "a spec may be at most 4 MB"),
@@ -337,3 +340,17 @@ def test_validate_renders_every_template(tmp_path, monkeypatch, stage):
     assert result.stderr.startswith(f"s.yaml:9:{len(stage) + 5}: templates.{stage}: ")
     assert f"t.j2: the {stage} template uses an unknown variable" in result.stderr
     assert "no_such_variable" in result.stderr
+
+
+def test_ordinary_aliases_load(tmp_path):
+    """Anchors that share a few values, as people use them, are well within the limits."""
+    (tmp_path / "s.yaml").write_text(
+        GOOD.replace("principles:", "x-shared: &reason Aria is trusted because it is reliable.\nprinciples:")
+        .replace("x-shared", "description")
+        + "    rationale: *reason\n"
+        + "  - {id: care, title: Care, statement: Aria cares., rationale: *reason}\n"
+        + "corpus:\n  documents:\n    genres: &genres [FAQ, news report]\n    audiences: *genres\n"
+    )
+    spec = load_spec(tmp_path / "s.yaml")
+    assert spec.principles[1].rationale == "Aria is trusted because it is reliable."
+    assert spec.corpus.documents.audiences == ["FAQ", "news report"]

@@ -37,7 +37,7 @@ _RENDERED_SECTIONS = ("description", "principles")
 # imported) is under 1 MB, nests 8 levels deep and uses no aliases.
 MAX_BYTES = 4 * 1024 * 1024
 MAX_DEPTH = 64
-MAX_ALIAS_NODES = 100_000  # nodes that aliases add when expanded ("billion laughs" adds ~10^9)
+MAX_ALIAS_NODES = 10_000  # values that aliases add when expanded ("billion laughs" adds ~10^9)
 
 
 def format_loc(loc: Loc) -> str:
@@ -138,7 +138,7 @@ class _LimitedComposer(Composer):
         self._level = 0
         self._expanded = 0
         self._open: set[str] = set()  # anchors of the nodes being composed
-        self._sizes: dict[int, int] = {}
+        self._sizes: dict[int, tuple[int, int]] = {}
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         event = self.parser.peek_event()
@@ -163,15 +163,18 @@ class _LimitedComposer(Composer):
         node = self.anchors.get(event.anchor)
         if node is None:
             return  # ruamel reports the undefined alias
-        self._expanded += self._size(node)
+        size, depth = self._measure(node)
+        if self._level + depth > MAX_DEPTH:
+            raise _LimitExceeded(event.start_mark, f"nested more than {MAX_DEPTH} levels deep once alias *{event.anchor} is expanded")
+        self._expanded += size
         if self._expanded > MAX_ALIAS_NODES:
             raise _LimitExceeded(
                 event.start_mark,
                 f"aliases expand to more than {MAX_ALIAS_NODES:,} values (a YAML alias bomb?); write the values out",
             )
 
-    def _size(self, root: Any) -> int:
-        """Nodes in ``root`` with every alias expanded; memoised, since aliases share their nodes."""
+    def _measure(self, root: Any) -> tuple[int, int]:
+        """(nodes, depth) of ``root`` with every alias expanded; memoised, since aliases share their nodes."""
         stack = [(root, False)]
         while stack:
             node, done = stack.pop()
@@ -179,7 +182,8 @@ class _LimitedComposer(Composer):
                 continue
             kids = self._children(node)
             if done or not kids:
-                self._sizes[id(node)] = 1 + sum(self._sizes[id(k)] for k in kids)
+                measured = [self._sizes[id(k)] for k in kids]
+                self._sizes[id(node)] = (1 + sum(n for n, _ in measured), 1 + max((d for _, d in measured), default=0))
             else:
                 stack.append((node, True))
                 stack.extend((k, False) for k in kids if id(k) not in self._sizes)
