@@ -27,7 +27,7 @@ def init(
 
 @command("validate")
 def validate(specs: list[Path] = typer.Argument(..., help="Spec files to check.")) -> None:
-    """Check specs as a build would before its first LLM call; every problem as FILE:LINE:COL."""
+    """Check specs; print a summary per valid spec and every problem as FILE:LINE:COL."""
     from specc.spec.load import load_spec
     from specc.spec.preflight import preflight
 
