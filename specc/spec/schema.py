@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
@@ -59,21 +59,47 @@ class Assistant(Model):
     developer: str = Field("", description="Who builds the assistant.")
 
 
+class Turn(Model):
+    """One message of an example conversation."""
+
+    role: Literal["user", "assistant", "tool"] = Field(description="Who speaks: `user`, `assistant` or `tool` (a tool's output).")
+    content: str = Field(min_length=1, description="What the message says.")
+
+
 class Example(Model):
     """A worked example of the principle; ``holdout`` examples never enter a prompt or the corpus."""
 
-    user: str = Field(min_length=1, description="What the user says.")
-    system: str | None = Field(None, description="An optional operator system prompt.")
+    user: str | None = Field(None, min_length=1, description="What the user says (a one-turn example).")
+    turns: list[Turn] = Field(
+        default_factory=list,
+        description="A multi-turn example instead of `user`: the conversation before the reply, ending with a "
+        "`user` or `tool` message.",
+    )
+    system: str | None = Field(None, description="An optional operator (developer) system prompt.")
     good: str | None = Field(None, description="A reply that follows the principle.")
     bad: str | None = Field(None, description="A reply that violates it.")
+    acceptable: str | None = Field(None, description="A reply that is acceptable but not the best: neither good nor bad.")
     note: str = Field("", description="Why the good reply is good (or the bad one bad).")
     holdout: bool = Field(False, description="Held out: used only to decontaminate the corpus.")
 
     @model_validator(mode="after")
-    def _needs_a_reply(self) -> Example:
-        if self.good is None and self.bad is None:
-            raise ValueError("an example needs a `good` or a `bad` reply")
+    def _complete(self) -> Example:
+        if self.user is not None and self.turns:
+            raise ValueError("give either `user` (one turn) or `turns` (a conversation), not both")
+        if self.user is None and not self.turns and self.system is None:
+            raise ValueError("an example needs a `user` message (or `turns`)")
+        if self.turns and self.turns[-1].role == "assistant":
+            raise ValueError("`turns` must end with a `user` or `tool` message: the replies answer it")
+        if self.good is None and self.bad is None and self.acceptable is None:
+            raise ValueError("an example needs a `good` or a `bad` reply (or an `acceptable` one)")
         return self
+
+    @property
+    def conversation(self) -> list[tuple[str, str]]:
+        """The messages before the reply as (role, content), without the system prompt."""
+        if self.user is not None:
+            return [("user", self.user)]
+        return [(t.role, t.content) for t in self.turns]
 
 
 class Principle(Model):
@@ -287,6 +313,8 @@ class Spec(Model):
 
     # Set by the loader: the file it came from. Relative paths in the spec resolve against its folder.
     _source: Path | None = PrivateAttr(None)
+    # Set by the loader: where each field was written, so checks made after loading can name a line.
+    _where: Any = PrivateAttr(None)
 
     @property
     def source(self) -> Path | None:

@@ -41,9 +41,11 @@ def format_example(e) -> str:
     parts = []
     if e.system:
         parts.append(f"  Operator instructions: {e.system.strip()}")
-    parts.append(f"  User: {e.user.strip()}")
+    parts += [f"  {role.capitalize()}: {content.strip()}" for role, content in e.conversation]
     if e.good:
         parts.append(f"  A good reply: {e.good.strip()}")
+    if e.acceptable:
+        parts.append(f"  An acceptable reply: {e.acceptable.strip()}")
     if e.bad:
         parts.append(f"  A bad reply: {e.bad.strip()}")
     if e.note:
