@@ -129,16 +129,18 @@ def test_sizing_from_10k_to_100m_tokens():
             assert row["expected_document_tokens"] >= row["quota_document_tokens"]
             assert (row["facets_generated"] > 0) == facets and (row["doc_types"] > len(DEFAULT_GENRES)) == types
         assert (plan.stages["facets"].tasks > 0) == facets and plan.topup.tasks == 0
-    # 100M: the catalogue runs out, so facets get document types of their own
+    # 100M, one principle, long documents: the catalogue runs out, so facets get document types of their own
     spec = Spec.model_validate({**d, "principles": d["principles"][:1],
                                 "corpus": {**d["corpus"], "budget": {"tokens": 100_000_000},
-                                           "documents": {"max_tokens": 20_000, "ideas_per_genre": 25},
-                                           "demonstrations": {**d["corpus"]["demonstrations"], "per_kind": 50,
-                                                              "max_tokens": 8000}}})
+                                           "mix": {"documents": 1.0, "demonstrations": 0.0},
+                                           "documents": {"max_tokens": 60_000, "ideas_per_genre": 4}}})
+    t0 = time.perf_counter()
     plan = make_plan(spec, model="fake:m")
-    row = plan.principles["p0"]
-    assert row["documents"] == row["wanted_documents"] and row["doc_types"] > len(DEFAULT_GENRES)
-    assert plan.stages["doctypes"].tasks > 0 and row["facets"] == sized(spec)["p0"].given_facets + 24
+    assert time.perf_counter() - t0 < 60
+    row, s = plan.principles["p0"], sized(spec)["p0"]
+    assert row["documents"] == row["wanted_documents"] == s.documents > 3000
+    assert row["facets"] == s.given_facets + 24 and plan.stages["doctypes"].tasks > 0
+    assert row["doc_types"] > len(DEFAULT_GENRES)
 
 
 def test_doubling_the_budget_keeps_most_tasks():

@@ -73,7 +73,7 @@ def test_override_from_file_changes_only_its_stage(tmp_path):
     assert t_over["document"].template_hash != t_base["document"].template_hash
     assert t_over["document"].key != t_base["document"].key
     assert [m["role"] for m in t_over["document"].messages] == ["user"]
-    assert t_over["document"].messages[0]["content"].startswith("# specc:document\nWrite a FAQ about Nova: A day")
+    assert t_over["document"].messages[0]["content"].startswith("# specc:document\nWrite a FAQ about Nova: How Nova handled")
     for stage in ("facets", "doctypes", "ideas", "scenarios", "reply", "judge"):
         assert t_over[stage].key == t_base[stage].key
 

@@ -48,9 +48,17 @@ def given_facets(p, *, examples: bool = True) -> list[Facet]:
     out += [Facet(id=f"subrule-{i}", source="subrule", text=r.strip()) for i, r in enumerate(p.subrules)]
     if examples:
         for i, e in enumerate(x for x in p.examples if not x.holdout):
-            parts = [f'a case like this one: the user says "{e.user.strip()}"']
+            convo = [(role, content.strip()) for role, content in e.conversation]
+            if len(convo) == 1 and convo[0][0] == "user":
+                parts = [f'a case like this one: the user says "{convo[0][1]}"']
+            else:
+                parts = ["a case like this conversation: " + " / ".join(f'{r}: "{c}"' for r, c in convo)]
+            if e.system:
+                parts.append(f'the operator\'s instructions: "{e.system.strip()}"')
             if e.good:
                 parts.append(f'a good reply: "{e.good.strip()}"')
+            elif e.acceptable:
+                parts.append(f'an acceptable reply: "{e.acceptable.strip()}"')
             elif e.bad:
                 parts.append(f'a reply to avoid: "{e.bad.strip()}"')
             if e.note:
