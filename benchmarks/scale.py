@@ -90,8 +90,8 @@ def serve() -> None:
             return "<plan>\nopen with a scene; explain why\n</plan>\n<document>\n" + " ".join(sentences) + "\n</document>"
 
         def reply(self, body: dict, text: str) -> str:
-            rng = _rng(body)
-            return "Here is what I think: " + " ".join(f"{_words(rng, 12)}." for _ in range(18))
+            rng = _rng(body)  # replies vary in length, as a real model's do
+            return "Here is what I think: " + " ".join(f"{_words(rng, 12)}." for _ in range(rng.randint(6, 30)))
 
     server = FakeServer(Sized(), port=0).start()
     print(server.url, flush=True)

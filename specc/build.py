@@ -163,7 +163,7 @@ def build_spec(
             _add_stats(totals, per_stage, stats)
             pipe.end_round()
             result = curator.run(pipe.sorted_records())
-            short = {k: v for k, v in result.shortfall.items() if v > 0}
+            short = {k: v for k, v in result.wanting.items() if v > 0}
             if not short or rounds >= spec.corpus.rounds:
                 return result, rounds
             tasks = pipe.topup_tasks(short, rounds + 1, pipe.records)

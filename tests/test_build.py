@@ -23,6 +23,7 @@ from specc.cli import app  # noqa: E402
 from specc.errors import CostCapError  # noqa: E402
 from specc.plan import diff_specs, make_plan  # noqa: E402
 from specc.plan.quotas import compute_quotas  # noqa: E402
+from specc.plan.sizing import records_needed  # noqa: E402
 from specc.spec.load import load_spec  # noqa: E402
 from specc.stages import Context, Pipeline, llm_id  # noqa: E402
 
@@ -55,11 +56,11 @@ def test_ten_principles_plan_build_rebuild_and_edit(tmp_path):
         spec = load_spec(path)
         model = llm_id(spec, "openai", "fake-model", server.url)
         plan = make_plan(spec, model=model)
-        # the numbers follow the quotas: ~1.25 x quota / 120 tokens per document (max_tokens 200 x 0.75 x 0.8)
+        # the numbers follow the quotas: ~1.25 x quota / 105 tokens per document
         quotas = compute_quotas(spec)
         for p in spec.principles:
             row = plan.principles[p.id]
-            docs = math.ceil(1.25 * quotas[(p.id, "document")] / 120)
+            docs = records_needed(quotas[(p.id, "document")], 105)
             assert (row["ideas_calls"], row["documents"]) == (math.ceil(docs / 2), docs)
             assert row["scenario_calls"] == row["demonstrations"]  # per_kind 1
         counts = {s: e.tasks for s, e in plan.stages.items() if e.tasks}
@@ -110,8 +111,8 @@ class KeyRecorder(StageResponder):
         return super().__call__(body)
 
 
-def test_doubling_the_budget_only_adds_calls(tmp_path):
-    d = ten(budget={"tokens": 1500})
+def test_a_larger_budget_only_adds_calls(tmp_path):
+    d = ten(budget={"tokens": 3000})
     path = write_spec(tmp_path / "spec.yaml", d)
     responder = KeyRecorder()
     with FakeServer(responder) as server:
@@ -119,7 +120,7 @@ def test_doubling_the_budget_only_adds_calls(tmp_path):
         small = build(path, server, tmp_path)
         first = list(responder.calls)
         assert small.rounds == 0 and len(first) == make_plan(load_spec(path), model=model).calls
-        d["corpus"]["budget"] = {"tokens": 3000}
+        d["corpus"]["budget"] = {"tokens": 12000}
         write_spec(path, d)
         with Cache(tmp_path / "cache.sqlite") as cache:
             cplan = make_plan(load_spec(path), model=model, cache=cache)
@@ -233,7 +234,7 @@ def test_literal_braces_in_yaml_spec_are_harmless(tmp_path):
 
 
 def test_cli_build_plan_diff(tmp_path):
-    d = spec_dict(2)
+    d = spec_dict(2, budget={"tokens": 6000})
     path = write_spec(tmp_path / "spec.yaml", d)
     cache = tmp_path / "c.sqlite"
     with FakeServer(StageResponder()) as server:
@@ -259,10 +260,10 @@ def test_cli_build_plan_diff(tmp_path):
     assert res.exit_code == 0 and "p1" in res.output and "edited" in res.output
     res = runner.invoke(app, ["diff", str(path), str(path), "--json"])
     assert json.loads(res.output)["calls"] == 0
-    bigger = write_spec(tmp_path / "bigger.yaml", spec_dict(2, budget={"tokens": 4000}))
+    bigger = write_spec(tmp_path / "bigger.yaml", spec_dict(2, budget={"tokens": 12000}))
     res = runner.invoke(app, ["diff", str(path), str(bigger)])
     assert res.exit_code == 0 and "changed the quotas" in res.output and "corpus.budget" in res.output
-    assert re.search(r"a rebuild at 4,000 tokens would make [1-9]\d* calls", res.output)
+    assert re.search(r"a rebuild at 12,000 tokens would make [1-9]\d* calls", res.output)
 
 
 def test_diff_at_a_budget_predicts_the_build_at_that_budget(tmp_path):
@@ -275,14 +276,14 @@ def test_diff_at_a_budget_predicts_the_build_at_that_budget(tmp_path):
         first = server.completions
         new = write_spec(tmp_path / "new.yaml", edited(d, "p2", rationale="A better reason."))
         cache = ["--cache", str(tmp_path / "cache.sqlite")]
-        res = runner.invoke(app, ["diff", str(path), str(new), "--budget", "9000", "--json", *cache, *flags])
+        res = runner.invoke(app, ["diff", str(path), str(new), "--budget", "30000", "--json", *cache, *flags])
         assert res.exit_code == 0, res.output
         predicted = json.loads(res.output)
-        assert predicted["budget_tokens"] == 9000 and predicted["calls"] > 0
-        r = build(new, server, tmp_path, budget=9000)
+        assert predicted["budget_tokens"] == 30000 and predicted["calls"] > 0
+        r = build(new, server, tmp_path, budget=30000)
         assert r.rounds == 0 and server.completions - first == predicted["calls"]
         # the model override reaches diff too: another model shares nothing with the cache
-        other = json.loads(runner.invoke(app, ["diff", str(path), str(new), "--json", "--budget", "9000", *cache,
+        other = json.loads(runner.invoke(app, ["diff", str(path), str(new), "--json", "--budget", "30000", *cache,
                                                *flags[:2], "--model", "other-model", *flags[4:]]).output)
         assert other["calls"] > server.completions - first
 

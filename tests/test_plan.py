@@ -17,7 +17,7 @@ from specc.generate.base import Generation  # noqa: E402
 from specc.generate.cache import Cache  # noqa: E402
 from specc.plan import diff_specs, make_plan  # noqa: E402
 from specc.plan.quotas import compute_quotas  # noqa: E402
-from specc.plan.sizing import expected_document_tokens  # noqa: E402
+from specc.plan.sizing import expected_document_tokens, records_needed  # noqa: E402
 from specc.spec.schema import DEFAULT_GENRES, Spec  # noqa: E402
 from specc.stages import Context, Pipeline  # noqa: E402
 
@@ -46,7 +46,10 @@ def test_plan_counts_what_the_stage_code_does():
     for p in spec.principles:
         row, st = plan.principles[p.id], pipe.states[p.id]
         assert (row["facets"], row["doc_types"]) == (len(st.facets), len(st.types_used))
-        assert row["documents"] == row["wanted_documents"] == math.ceil(1.25 * quotas[(p.id, "document")] / 120)
+        # 1.25 x the quota in documents of ~105 tokens (max_tokens 200 x 0.7 words x 0.6 mean length x 1.25)
+        want = math.ceil(1.25 * quotas[(p.id, "document")] / 105)
+        assert expected_document_tokens(spec) == 105
+        assert row["documents"] == row["wanted_documents"] == want
         assert row["expected_document_tokens"] >= quotas[(p.id, "document")]
     rows = list(plan.principles.values())
     assert rows[0]["documents"] < rows[1]["documents"] < rows[2]["documents"]  # heavier principles get more
@@ -111,7 +114,8 @@ def test_sizing_from_10k_to_100m_tokens():
         doc = expected_document_tokens(spec)
         for p in spec.principles:
             x = s[p.id]
-            assert x.documents == math.ceil(1.25 * quotas[(p.id, "document")] / doc)
+            assert x.documents == records_needed(quotas[(p.id, "document")], doc) == math.ceil(
+                1.25 * quotas[(p.id, "document")] / doc)
             assert x.ideas_calls == math.ceil(x.documents / 4) and x.scenario_calls == math.ceil(x.demonstrations / 4)
             assert x.facets == (max(x.given_facets, min(math.ceil(math.sqrt(x.ideas_calls)), x.given_facets + 24)))
         if budget == 10_000:

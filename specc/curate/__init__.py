@@ -29,6 +29,7 @@ class CurateResult:
     dropped_by_principle: dict[str, Counter[str]] = field(default_factory=dict)
     quotas: list[dict] = field(default_factory=list)
     shortfall: dict[tuple[str, str], int] = field(default_factory=dict)
+    wanting: dict[tuple[str, str], int] = field(default_factory=dict)  # the shortfalls a top-up round can close
     dedup_params: dict = field(default_factory=dict)
     decontam_sources: dict[str, int] = field(default_factory=dict)  # eval source -> records dropped
     rejected: list[tuple[Record, str]] = field(default_factory=list)  # (record, "step:reason"), for OUT/dropped/
@@ -125,6 +126,7 @@ class Curator:
             dropped_by_principle=by_principle,
             quotas=budget.report,
             shortfall=budget.shortfall,
+            wanting=budget.wanting,
             dedup_params={**near.params, "enabled": self.dedup},
             decontam_sources=dict(self.decontam.by_source),
             rejected=rejected,

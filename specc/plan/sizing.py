@@ -30,9 +30,10 @@ from specc.plan.quotas import compute_quotas
 # decontamination drop some of what is generated, and budget selection can only fill a
 # quota from records that exist; a quarter more fills most quotas without a top-up round.
 OVERSHOOT = 1.25
+SPARE = 1
 # Share of max_tokens an answer typically uses: for estimates and for how many records a quota
 # needs, never for what a prompt says.
-FILL = {"facets": 0.7, "doctypes": 0.6, "ideas": 0.7, "document": 0.75, "scenarios": 0.7, "reply": 0.5,
+FILL = {"facets": 0.7, "doctypes": 0.6, "ideas": 0.7, "document": 0.75, "scenarios": 0.7, "reply": 0.4,
         "judge": 0.4}
 # Facets and document types are asked for with this much to spare: dedup drops some.
 FACET_SPARE = 1.25
@@ -45,8 +46,13 @@ _SPREAD = (math.sqrt(5) - 1) / 2
 
 
 def records_needed(quota: int, per_record: int) -> int:
-    """Records to generate for a token quota: ``OVERSHOOT`` × quota / a typical record; at least 1 if quota > 0."""
-    return math.ceil(OVERSHOOT * quota / max(per_record, 1)) if quota > 0 else 0
+    """Records to generate for a token quota: ``OVERSHOOT`` × quota / a typical record, and at least one more
+    than the quota holds (a quota of a few records is met by a combination of lengths, which needs a
+    choice); 1 for a quota under half a record, 0 for none."""
+    if quota <= 0:
+        return 0
+    x = quota / max(per_record, 1)
+    return math.ceil(max(OVERSHOOT * x, x + SPARE)) if x >= 0.5 else 1
 
 
 def rotation_offsets(n_principles: int, n_items: int) -> list[int]:
@@ -71,9 +77,17 @@ def usable_kinds(spec) -> list[str]:
     return [k for k in spec.corpus.demonstrations.kinds if k != "conflict" or len(spec.principles) > 1]
 
 
+# A document's brief asks for WORDS_SHARE x max_tokens words (leaving room for its plan), times one of
+# LENGTHS, so lengths vary across a corpus and small quotas can be filled closely by a combination.
+WORDS_SHARE = 0.7
+LENGTHS = (0.3, 0.45, 0.6, 0.75, 0.9)
+TOKENS_PER_WORD = 1.25  # English prose through cl100k_base and similar encodings
+
+
 def expected_document_tokens(spec) -> int:
-    """Tokens of a typical kept document: a filled answer without its <plan> part."""
-    return max(1, int(spec.corpus.documents.max_tokens * FILL["document"] * 0.8))
+    """Tokens of a typical kept document: the words its brief asks for, on average over the lengths."""
+    words = spec.corpus.documents.max_tokens * WORDS_SHARE * sum(LENGTHS) / len(LENGTHS)
+    return max(1, int(words * TOKENS_PER_WORD))
 
 
 def expected_demonstration_tokens(spec, tokenizer, kind: str) -> int:

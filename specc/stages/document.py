@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from specc.generate.base import Generation
+from specc.plan.sizing import LENGTHS, WORDS_SHARE
 from specc.records import Record, Task, sha256_hex
 from specc.spec.schema import Principle
 from specc.stages.base import Input, Stage, retry_longer, retry_with_error, stub_words
@@ -13,8 +14,6 @@ from specc.stages.items import Facet
 from specc.stages.parsing import Idea, parse_document
 
 TONES = ("neutral", "warm", "critical", "enthusiastic", "sceptical", "formal", "conversational", "reflective")
-# Target lengths as shares of what fits in documents.max_tokens, so lengths vary across a corpus.
-LENGTHS = (0.35, 0.6, 0.9)
 
 
 class DocumentInput(Input):
@@ -40,8 +39,8 @@ class DocumentStage(Stage[DocumentInput, DocumentResult]):
     def brief(ctx: Context, p: Principle, inp: DocumentInput) -> tuple[str, int]:
         """(tone, target words): varied across the corpus, fixed for an idea."""
         h = int(sha256_hex([p.id, inp.doctype, inp.idea.normalised_title()])[:8], 16)
-        # ~0.7 words per token leaves room for the plan and the markers.
-        words = int(ctx.spec.corpus.documents.max_tokens * 0.7 * LENGTHS[(h // len(TONES)) % len(LENGTHS)])
+        # WORDS_SHARE words per token of max_tokens leaves room for the plan and the markers.
+        words = int(ctx.spec.corpus.documents.max_tokens * WORDS_SHARE * LENGTHS[(h // len(TONES)) % len(LENGTHS)])
         return TONES[h % len(TONES)], max(40, words // 10 * 10)
 
     def render(self, ctx: Context, p: Principle, inp: DocumentInput) -> Task:

@@ -144,12 +144,17 @@ class Pipeline:
         """
         spec = self.ctx.spec
         docs, demos = spec.corpus.documents, spec.corpus.demonstrations
+        from specc.curate.budget import RICH
+        from specc.plan.quotas import compute_quotas
         from specc.plan.sizing import FILL, expected_document_tokens
+
+        quotas = compute_quotas(spec)
 
         sizes: dict[tuple[str, str], list[int]] = {}
         for r in records:
             if r.tokens:
                 sizes.setdefault((r.principle_id, r.kind), []).append(r.tokens)
+        made = Counter((r.principle_id, r.kind) for r in records)
         out: list[Task] = []
         for (pid, kind), missing in sorted(shortfall.items()):
             if missing <= 0 or pid not in self.states or self.states[pid].facets is None:
@@ -157,12 +162,14 @@ class Pipeline:
             got = sizes.get((pid, kind))
             default = expected_document_tokens(spec) if kind == "document" else demos.max_tokens * FILL["reply"] + 60
             avg = sum(got) / len(got) if got else default
-            if missing < avg / 2:
-                # Budget selection never takes a record that overshoots more than it fills, so
-                # a gap under half a typical record cannot be closed by generating more.
+            if quotas.get((pid, kind), 0) < avg / 2:
+                # A quota under half a typical record is better left empty than overshot twice over.
                 continue
-            # 1.5x: some of what is generated is dropped again by parsing and curation.
-            n = math.ceil(1.5 * missing / max(avg, 1))
+            # 1.5x: some of what is generated is dropped again by parsing and curation. And enough for a
+            # few more than the quota holds: a gap smaller than a record is closed by a better combination
+            # of lengths, which needs a choice (curation's budget step asks for no more after that).
+            quota = quotas.get((pid, kind), 0)
+            n = max(2, math.ceil(1.5 * missing / max(avg, 1)), math.ceil(quota / max(avg, 1)) + RICH - made[(pid, kind)])
             p = self.ctx.principle(pid)
             if kind == "document":
                 out += self._start_ideas(p, round, math.ceil(n / docs.ideas_per_genre), n)
