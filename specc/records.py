@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import cached_property
 from typing import Any, Literal
 
@@ -49,10 +49,16 @@ class Task:
             {
                 "model": self.model,
                 "messages": [dict(m) for m in self.messages],
-                "params": self.params.to_dict(),
+                "params": _params(self.params),
                 "template": self.template_hash,
             }
         )
+
+
+def _params(p: SamplingParams) -> dict:
+    """``SamplingParams.to_dict()`` without its deep copy: every field, tuples as lists (tens of thousands of keys)."""
+    out = {f.name: getattr(p, f.name) for f in fields(p)}
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
 
 
 Kind = Literal["document", "demonstration"]

@@ -30,7 +30,7 @@ from specc.plan.quotas import compute_quotas
 # decontamination drop some of what is generated, and budget selection can only fill a
 # quota from records that exist; a quarter more fills most quotas without a top-up round.
 OVERSHOOT = 1.25
-SPARE = 1
+SPARE = 0
 # Share of max_tokens an answer typically uses: for estimates and for how many records a quota
 # needs, never for what a prompt says.
 FILL = {"facets": 0.7, "doctypes": 0.6, "ideas": 0.7, "document": 0.75, "scenarios": 0.7, "reply": 0.4,

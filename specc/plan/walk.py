@@ -16,6 +16,7 @@ from specc.records import Task
 from specc.stages import Context, Pipeline
 from specc.tokens import count_messages
 
+LEAVES = ("document", "judge")  # their answers are not kept: at 25M tokens they are most of the text
 CALIBRATE = 24  # tasks per stage whose prompts are tokenised; the rest are estimated from their length
 
 
@@ -47,12 +48,14 @@ def walk(ctx: Context, cache=None, *, pipe: Pipeline | None = None, tasks: list[
     stub = StubModel(ctx, pipe.stages)
     cached_keys = cache.keys() if cache is not None else set()
     w = Walk(pipe)
-    answers: dict[str, object] = {}
+    answers: dict[str, object] = {}  # answers of stages with children, for a repeated key
     queue = deque(pipe.first_tasks(0) if tasks is None else tasks)
     while queue:
         t = queue.popleft()
         key = t.key
         gen = answers.get(key)
+        if gen is None and key in w.keys:  # a repeated leaf: answer it again, count it once
+            gen = (cache.get(key) if key in cached_keys else None) or stub.answer(t)
         if gen is None:
             stage = t.stage
             w.keys.add(key)
@@ -69,6 +72,7 @@ def walk(ctx: Context, cache=None, *, pipe: Pipeline | None = None, tasks: list[
             sample = w.sample.setdefault(stage, [])
             if len(sample) < CALIBRATE:
                 sample.append((n, count_messages(ctx.tokenizer, list(t.messages))))
-            answers[key] = gen
+            if stage not in LEAVES:
+                answers[key] = gen
         queue.extend(pipe.on_result(t, gen) or [])
     return w

@@ -13,13 +13,14 @@ the plan's stub model and the build all run one piece of code per stage:
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import replace
 from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
 from specc.generate.base import Generation
-from specc.records import Task, sha256_hex
+from specc.records import Task
 from specc.stages.parsing import ParseFailure
 
 if TYPE_CHECKING:
@@ -61,10 +62,11 @@ def retry_longer(task: Task) -> Task | None:
 
 def stub_words(seed: str, n: int) -> str:
     """``n`` pseudo-words derived from ``seed``: distinct per seed, so stub answers never look like repeats."""
-    out, h = [], sha256_hex(seed)
+    out: list[str] = []
+    h = hashlib.blake2b(seed.encode("utf-8"), digest_size=30).hexdigest()
     while len(out) < n:
         out += [h[i:i + 6] for i in range(0, 60, 6)]
-        h = sha256_hex(h)
+        h = hashlib.blake2b(h.encode("ascii"), digest_size=30).hexdigest()
     return " ".join("w" + w for w in out[:n])
 
 
