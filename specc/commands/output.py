@@ -74,6 +74,16 @@ def stats_cmd(out: Path = OUT_ARG) -> None:
             ],
         )
     )
+    div = {pid: p.get("diversity") for pid, p in m["principles"].items() if p.get("diversity")}
+    if div:
+        console.print(_tbl(
+            "Coverage and diversity (distinct word 4-grams per 1,000 words)",
+            ["principle", "facets covered", "document types", "documents", "demonstrations", "low"],
+            [[pid, f"{d['facets_covered']} / {d['facets']}" if d.get("facets") else d["facets_covered"],
+              d["doc_types_used"], d["distinct_4grams_per_1k_words"].get("documents"),
+              d["distinct_4grams_per_1k_words"].get("demonstrations"), ", ".join(d.get("low_diversity") or [])]
+             for pid, d in div.items()],
+        ))
     for config, label in (("documents", "genre"), ("demonstrations", "kind")):
         if m["kinds"].get(config):
             console.print(_tbl(f"{config.capitalize()} by {label}", [label, "rows"], list(m["kinds"][config].items())))
