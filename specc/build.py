@@ -161,7 +161,6 @@ def build_spec(
                 engine.max_usd = max(cap - totals.get("cost_usd", 0.0), 1e-9)
             stats = await engine.run(tasks, pipe.on_result, pipe.on_failure)
             _add_stats(totals, per_stage, stats)
-            pipe.end_round()
             result = curator.run(pipe.sorted_records())
             short = {k: v for k, v in result.wanting.items() if v > 0}
             if not short or rounds >= spec.corpus.rounds:

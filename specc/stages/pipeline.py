@@ -113,9 +113,6 @@ class Pipeline:
     def sorted_dropped(self) -> list[tuple[Record, str]]:
         return sorted(self.dropped, key=lambda d: (d[0].kind, d[0].principle_id, d[1], d[0].id))
 
-    def end_round(self) -> None:
-        """Nothing to do: what earlier rounds kept is already in each principle's dedup sets."""
-
     # -- starting work ------------------------------------------------------------------
     def first_tasks(self, round: int = 0) -> list[Task]:
         """Every principle's first calls: its facets, or (with only the given facets) its ideas and scenarios."""
