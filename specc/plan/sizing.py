@@ -30,7 +30,6 @@ from specc.plan.quotas import compute_quotas
 # decontamination drop some of what is generated, and budget selection can only fill a
 # quota from records that exist; a quarter more fills most quotas without a top-up round.
 OVERSHOOT = 1.25
-SPARE = 0
 # Share of max_tokens an answer typically uses: for estimates and for how many records a quota
 # needs, never for what a prompt says.
 FILL = {"facets": 0.7, "doctypes": 0.6, "ideas": 0.7, "document": 0.75, "scenarios": 0.7, "reply": 0.4,
@@ -46,13 +45,8 @@ _SPREAD = (math.sqrt(5) - 1) / 2
 
 
 def records_needed(quota: int, per_record: int) -> int:
-    """Records to generate for a token quota: ``OVERSHOOT`` × quota / a typical record, and at least one more
-    than the quota holds (a quota of a few records is met by a combination of lengths, which needs a
-    choice); 1 for a quota under half a record, 0 for none."""
-    if quota <= 0:
-        return 0
-    x = quota / max(per_record, 1)
-    return math.ceil(max(OVERSHOOT * x, x + SPARE)) if x >= 0.5 else 1
+    """Records to generate for a token quota: ``OVERSHOOT`` × quota / a typical record; at least 1 if quota > 0."""
+    return math.ceil(OVERSHOOT * quota / max(per_record, 1)) if quota > 0 else 0
 
 
 def rotation_offsets(n_principles: int, n_items: int) -> list[int]:

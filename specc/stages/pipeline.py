@@ -141,7 +141,6 @@ class Pipeline:
         """
         spec = self.ctx.spec
         docs, demos = spec.corpus.documents, spec.corpus.demonstrations
-        from specc.curate.budget import RICH
         from specc.plan.quotas import compute_quotas
         from specc.plan.sizing import FILL, expected_document_tokens
 
@@ -151,7 +150,6 @@ class Pipeline:
         for r in records:
             if r.tokens:
                 sizes.setdefault((r.principle_id, r.kind), []).append(r.tokens)
-        made = Counter((r.principle_id, r.kind) for r in records)
         out: list[Task] = []
         for (pid, kind), missing in sorted(shortfall.items()):
             if missing <= 0 or pid not in self.states or self.states[pid].facets is None:
@@ -162,11 +160,9 @@ class Pipeline:
             if quotas.get((pid, kind), 0) < avg / 2:
                 # A quota under half a typical record is better left empty than overshot twice over.
                 continue
-            # 1.5x: some of what is generated is dropped again by parsing and curation. And enough for a
-            # few more than the quota holds: a gap smaller than a record is closed by a better combination
-            # of lengths, which needs a choice (curation's budget step asks for no more after that).
-            quota = quotas.get((pid, kind), 0)
-            n = max(2, math.ceil(1.5 * missing / max(avg, 1)), math.ceil(quota / max(avg, 1)) + RICH - made[(pid, kind)])
+            # 1.5x: some of what is generated is dropped again by parsing and curation. At least two: a gap
+            # smaller than a record is closed by a better combination of lengths, which needs a choice.
+            n = max(2, math.ceil(1.5 * missing / max(avg, 1)))
             p = self.ctx.principle(pid)
             if kind == "document":
                 out += self._start_ideas(p, round, math.ceil(n / docs.ideas_per_genre), n)
