@@ -255,3 +255,15 @@ def test_report_shows_coverage_and_flags_a_repetitive_principle(tmp_path):
     text = re.sub(r"\s+", " ", unescape(re.sub(r"<[^>]+>", " ", html)))
     assert re.search(r"tone documents: [\d.]+ against a median of", text)
     assert "honesty 3 / 4 2" in text
+
+
+def test_hundreds_of_document_types_are_summarised(tmp_path):
+    recs = [Record(kind="document", principle_id="honesty", text=f"Document {i}: Aria is honest. " + "word " * 50,
+                   genre=f"kind of document {i % 60}", tokens=60) for i in range(240)]
+    out = tmp_path / "out"
+    emit(recs, make_spec(), out, build_info=build_info(), extra_writers=[write_report])
+    html = (out / REPORT_NAME).read_text(encoding="utf-8")
+    genres = html[html.index('data-chart="genres"'):html.index('data-chart="kinds"')]
+    assert "40 other kinds" in genres and genres.count('class="lbl"') == 21
+    card = (out / "README.md").read_text(encoding="utf-8")
+    assert "| 35 other kinds | 140 |" in card and card.count("| kind of document ") == 25

@@ -262,9 +262,13 @@ def charts(manifest: dict, s: Scan) -> dict[str, Markup | None]:
     out["quota"] = (hbar_chart("quota", "Tokens per principle against quota", bars, label_w=90, counts=False)
                     if bars else None)
 
-    def mix(name: str, label: str, counts: Counter, color: str) -> Markup | None:
+    def mix(name: str, label: str, counts: Counter, color: str, top: int = 20) -> Markup | None:
         total = sum(counts.values())
-        rows = [Bar(k, v, color, note=f"{v:,} · {_pct(v, total)}") for k, v in counts.most_common()]
+        common = counts.most_common()
+        if len(common) > top + 1:  # generated document types run to hundreds
+            rest = common[top:]
+            common = common[:top] + [(f"{len(rest)} other kinds", sum(v for _, v in rest))]
+        rows = [Bar(k, v, color, note=f"{v:,} · {_pct(v, total)}") for k, v in common]
         return hbar_chart(name, label, rows, **HALF) if rows else None
 
     out["genres"] = mix("genres", "Documents by genre", s.genres, MIX)
