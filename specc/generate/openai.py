@@ -51,17 +51,31 @@ def retry_after(headers) -> float | None:
     return None
 
 
+def openai_id(model: str, namespace: str | None = None) -> str:
+    """The model's identity: its name, not the URL serving it, so a model moved to another host keeps its cache.
+
+    ``namespace`` (``generator.cache_namespace``) tells apart different models served under one name.
+    """
+    return f"openai:{model}" + (f"@ns={namespace}" if namespace else "")
+
+
 class OpenAILLM:
     """Chat completions over HTTP with ``openai.AsyncOpenAI``."""
 
     def __init__(
-        self, model: str, *, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY", timeout: float = 120.0
+        self,
+        model: str,
+        *,
+        base_url: str | None = None,
+        api_key_env: str = "OPENAI_API_KEY",
+        timeout: float = 120.0,
+        namespace: str | None = None,
     ):
         self.model = model
         self.base_url = (base_url or OPENAI_URL).rstrip("/")
         self.api_key_env = api_key_env
         self.timeout = timeout
-        self.id = f"openai:{model}@{public_url(self.base_url)}"
+        self.id = openai_id(model, namespace)
         key = os.environ.get(api_key_env)
         self._has_key = bool(key)
         if not key and urlsplit(self.base_url).hostname == "api.openai.com":
