@@ -10,7 +10,7 @@ import pytest
 from fakeserver import FakeServer, Reply, default_responder
 from specc.generate.cache import Cache
 from specc.generate.engine import Engine, RunStats
-from specc.errors import CostCapError, FailureRateError
+from specc.errors import CostCapError, FailureRateError, InputError
 from specc.generate.base import SamplingParams
 from specc.generate.openai import OpenAILLM
 from specc.records import Task
@@ -236,3 +236,16 @@ def test_cache_hits_report_what_they_saved(cache):
     assert second.calls == 0 and second.cost_usd == 0
     assert second.saved_usd == pytest.approx(first.cost_usd)
     assert second.per_stage["ideas"]["saved_usd"] == pytest.approx(first.cost_usd)
+
+
+def test_a_spending_cap_needs_a_price(cache):
+    with FakeServer(models=("my-finetune",)) as server:
+        llm = OpenAILLM("my-finetune", base_url=server.url, timeout=5)
+        with pytest.raises(InputError, match=r"no price for model 'my-finetune'.*generator: \{prices:") as e:
+            Engine(llm, cache, max_usd=5.0)
+        assert e.value.exit_code == 2
+        # An explicit price, even zero, or no cap at all, is fine.
+        assert Engine(llm, cache, max_usd=5.0, prices=(0.0, 0.0)).prices == (0.0, 0.0)
+        assert Engine(llm, cache).prices == (0.0, 0.0)
+        assert Engine(OpenAILLM("gpt-4o-mini", base_url=server.url), cache, max_usd=5.0).prices == (0.15, 0.60)
+    assert server.requests == 0

@@ -6,6 +6,7 @@ import socket
 import time
 
 import pytest
+from typer.testing import CliRunner
 
 from fakeserver import FakeServer
 from specc.generate.cache import Cache
@@ -13,6 +14,7 @@ from specc.generate.engine import Engine
 from specc.errors import AuthError, EndpointError, ModelNotFoundError
 from specc.generate.base import SamplingParams
 from specc.generate.openai import OpenAILLM
+from specc.cli import app
 from specc.records import Task
 
 
@@ -120,3 +122,18 @@ def test_server_dying_mid_run_is_retried_then_recorded(tmp_path):
         stats = engine.run_sync(tasks(llm, 5), on_result)
     assert stats.calls == 1 and stats.failed == 4
     assert all("cannot connect" in f["reason"] for f in stats.failures)
+
+
+def test_cli_refuses_a_spending_cap_it_cannot_price(tmp_path):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "specc: 1\nname: capped\nassistant: {name: Nova}\n"
+        "principles:\n  - {id: honesty, title: Be honest, statement: Nova never lies.}\n",
+        encoding="utf-8",
+    )
+    with FakeServer(models=("my-finetune",)) as server:
+        res = CliRunner().invoke(app, ["build", str(spec), "--provider", "openai", "--model", "my-finetune",
+                                       "--base-url", server.url, "--max-usd", "2", "--quiet"])
+        assert server.completion_requests == 0
+    assert res.exit_code == 2, res.output
+    assert "no price for model 'my-finetune'" in res.output and "prices" in res.output

@@ -21,7 +21,7 @@ from aiolimiter import AsyncLimiter
 from specc.generate.cache import Cache
 from specc.errors import CostCapError, EndpointError, FailureRateError, SpeccError
 from specc.generate.base import LLM, Generation, TaskError, TransientError
-from specc.generate.pricing import cost_usd, price_for
+from specc.generate.pricing import cost_usd, run_prices
 from specc.records import Task
 
 OnResult = Callable[[Task, Generation], "Iterable[Task] | None | Awaitable[Iterable[Task] | None]"]
@@ -97,7 +97,7 @@ class Engine:
         self.max_failure_rate = max_failure_rate
         self.min_tasks_for_failure_rate = min_tasks_for_failure_rate
         self.max_usd = max_usd
-        self.prices = prices if prices is not None else price_for(_model_name(llm))
+        self.prices = prices if prices is not None else run_prices(llm.id, _model_name(llm), None, max_usd)
         self.progress = progress
         self.retry_base_delay = retry_base_delay
         self.retry_max_delay = retry_max_delay
@@ -120,7 +120,7 @@ class Engine:
             max_retries=g.max_retries,
             max_failure_rate=g.max_failure_rate,
             max_usd=g.max_usd,
-            prices=price_for(_model_name(llm), g.prices),
+            prices=run_prices(llm.id, _model_name(llm), g.prices, g.max_usd),
             progress=progress,
         )
 
