@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import socket
 import time
 
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
 from fakeserver import FakeServer
@@ -14,6 +16,7 @@ from specc.generate.engine import Engine
 from specc.errors import AuthError, EndpointError, ModelNotFoundError
 from specc.generate.base import SamplingParams
 from specc.generate.openai import OpenAILLM
+from specc.generate.progress import Progress
 from specc.cli import app
 from specc.records import Task
 
@@ -122,6 +125,27 @@ def test_server_dying_mid_run_is_retried_then_recorded(tmp_path):
         stats = engine.run_sync(tasks(llm, 5), on_result)
     assert stats.calls == 1 and stats.failed == 4
     assert all("cannot connect" in f["reason"] for f in stats.failures)
+
+
+def test_unknown_host_fails_fast(tmp_path):
+    llm = OpenAILLM("fake-model", base_url="http://no-such-host.invalid/v1", timeout=5)
+    t0 = time.monotonic()
+    with pytest.raises(EndpointError, match="no-such-host.invalid.*server running"):
+        run(llm, tmp_path)
+    assert time.monotonic() - t0 < 3
+
+
+def test_a_server_slow_to_list_its_models_is_a_warning_not_a_failure(tmp_path):
+    """llama.cpp's server answers GET /models only between generations; a busy server is still a server."""
+    buf = io.StringIO()
+    with FakeServer(models_delay=30) as server:
+        llm = OpenAILLM("fake-model", base_url=server.url, timeout=5)
+        llm.preflight_timeout = 0.2
+        with Cache(tmp_path / "c.sqlite") as cache, Progress(quiet=True, console=Console(file=buf)) as progress:
+            stats = Engine(llm, cache, concurrency=4, progress=progress).run_sync(tasks(llm, 10), lambda t, g: None)
+        assert stats.calls == 10 and server.completions == 10
+    assert len(stats.warnings) == 1 and "did not list its models within 0.2 s" in stats.warnings[0]
+    assert buf.getvalue().startswith("warning: ") and server.url in buf.getvalue()
 
 
 def test_cli_refuses_a_spending_cap_it_cannot_price(tmp_path):

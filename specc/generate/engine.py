@@ -44,6 +44,7 @@ class RunStats:
     wall_s: float = 0.0
     per_stage: dict[str, dict] = field(default_factory=dict)
     failures: list[dict] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def stage(self, name: str) -> dict:
         return self.per_stage.setdefault(
@@ -230,7 +231,7 @@ class Engine:
                 continue
             task = r.waiting[key][0]
             try:
-                await self._preflight()
+                await self._preflight(r)
                 gen = await self._call(r, task)
             except (TaskError, TransientError) as e:
                 self._fail(r, key, str(e))
@@ -246,16 +247,25 @@ class Engine:
                         await self._submit(r, follow)
             self._finish_one(r)
 
-    async def _preflight(self) -> None:
+    async def _preflight(self, r: _Run) -> None:
         if self._preflight_done:
             return
         async with self._preflight_lock:
             if not self._preflight_done:
                 check = getattr(self.llm, "preflight", None)
                 if check is not None:
-                    await check()
-                    self._reached = True
+                    warning = await check()
+                    if warning:  # e.g. a busy server that is slow to list its models: not proof it is there
+                        self._warn(r, warning)
+                    else:
+                        self._reached = True
                 self._preflight_done = True
+
+    def _warn(self, r: _Run, message: str) -> None:
+        r.stats.warnings.append(message)
+        warn = getattr(self.progress, "warn", None)
+        if warn is not None:
+            warn(message)
 
     # -- one call, with retries -------------------------------------------------------
     async def _call(self, r: _Run, task: Task) -> Generation:
