@@ -386,6 +386,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--hang-seconds", type=float, default=30.0)
     ap.add_argument("--count-file", default=None, help="append one line (prompt sha) per successful completion")
     ap.add_argument("--models-delay", type=float, default=0.0, help="seconds GET /models takes to answer")
+    ap.add_argument("--retry-after", type=float, default=0.05, help="seconds a 429 asks the client to wait")
     args = ap.parse_args(argv)
     lo, _, hi = args.latency.partition(",")
     server = FakeServer(
@@ -399,6 +400,7 @@ def main(argv: list[str] | None = None) -> None:
         count_file=args.count_file,
         port=args.port,
         models_delay=args.models_delay,
+        retry_after=args.retry_after,
     ).start()
     print(server.url, flush=True)
     done = threading.Event()

@@ -249,3 +249,42 @@ def test_a_spending_cap_needs_a_price(cache):
         assert Engine(llm, cache).prices == (0.0, 0.0)
         assert Engine(OpenAILLM("gpt-4o-mini", base_url=server.url), cache, max_usd=5.0).prices == (0.15, 0.60)
     assert server.requests == 0
+
+
+def test_a_task_backing_off_frees_its_slot_for_other_tasks(cache):
+    """With one slot, B runs while A waits out its backoff; the server fails A until it has seen B."""
+    seen = []
+
+    def responder(body):
+        text = body["messages"][0]["content"]
+        seen.append(text)
+        if text == "A" and "B" not in seen:
+            return Reply("busy", status=503)
+        return default_responder(body)
+
+    with FakeServer(responder) as server:
+        llm = OpenAILLM("fake-model", base_url=server.url, timeout=5)
+        # A long backoff and few retries: a slot held while waiting would spend A's retries on A alone.
+        engine = Engine(llm, cache, concurrency=1, max_retries=2, retry_base_delay=0.3, retry_max_delay=0.3)
+        stats = engine.run_sync([task(llm, "A"), task(llm, "B")], lambda t, g: None)
+    assert seen == ["A", "B", "A"]
+    assert stats.calls == 2 and stats.failed == 0 and stats.retries == 1
+
+
+def test_retries_run_before_queued_work_and_still_give_up(cache):
+    seen = []
+
+    def responder(body):
+        text = body["messages"][0]["content"]
+        seen.append(text)
+        return Reply("down", status=500) if text == "broken" else default_responder(body)
+
+    with FakeServer(responder) as server:
+        llm = OpenAILLM("fake-model", base_url=server.url, timeout=5)
+        engine = Engine(llm, cache, concurrency=1, max_retries=2, retry_base_delay=0.0, retry_max_delay=0.0)
+        failed = []
+        stats = engine.run_sync([task(llm, "broken")] + [task(llm, f"ok {i}") for i in range(50)],
+                                lambda t, g: None, lambda t, why: failed.append(why))
+    # A retry whose wait is over goes ahead of the 50 queued tasks, not behind them.
+    assert seen[:6] == ["broken", "ok 0", "broken", "ok 1", "broken", "ok 2"] and stats.calls == 50
+    assert failed == ["HTTP 500 (gave up after 3 attempts)"]
