@@ -288,3 +288,15 @@ def test_retries_run_before_queued_work_and_still_give_up(cache):
     # A retry whose wait is over goes ahead of the 50 queued tasks, not behind them.
     assert seen[:6] == ["broken", "ok 0", "broken", "ok 1", "broken", "ok 2"] and stats.calls == 50
     assert failed == ["HTTP 500 (gave up after 3 attempts)"]
+
+
+def test_the_cost_cap_does_not_wait_for_a_task_backing_off(cache):
+    with FakeServer(retry_after=60, latency=(0.05, 0.05)) as server:
+        llm = OpenAILLM("fake-model", base_url=server.url, timeout=5)
+        server.force("429")  # the first request is told to come back in a minute
+        capped = Engine(llm, cache, concurrency=2, max_usd=3.0, prices=(1_000_000.0, 0.0))
+        t0 = time.monotonic()
+        with pytest.raises(CostCapError) as e:
+            capped.run_sync([task(llm, f"word{i}") for i in range(20)], lambda t, g: None)
+        assert time.monotonic() - t0 < 10
+    assert e.value.stats.retries == 1 and e.value.stats.not_run >= 1

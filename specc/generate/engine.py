@@ -78,7 +78,7 @@ class _Run:
         self.seq = itertools.count()  # FIFO within a priority
         self.waiting: dict[str, list[Task]] = {}  # key -> tasks wanting it; the first is the one called
         self.attempts: dict[str, int] = {}  # key -> failed attempts so far
-        self.timers: set[asyncio.TimerHandle] = set()  # retries waiting out their backoff
+        self.timers: dict[asyncio.TimerHandle, str] = {}  # retries waiting out their backoff -> their keys
         self.outstanding = 1  # keys queued, in flight or backing off, +1 while the initial tasks are submitted
         self.workers = 0
         self.stop = False  # the cost cap was reached: dispatch nothing new
@@ -262,6 +262,8 @@ class Engine:
             else:
                 self.cache.put(key, task, gen)
                 self._count_call(r, task, gen)
+                if r.stop:  # the cost cap: a task waiting to retry will not run either; end without waiting
+                    self._drop_retries(r)
                 waiters = r.waiting.pop(key)
                 for i, t in enumerate(waiters):
                     if i:
@@ -320,11 +322,17 @@ class Engine:
 
     def _retry_later(self, r: _Run, key: str, delay: float) -> None:
         def due() -> None:
-            r.timers.discard(handle)
+            del r.timers[handle]
             r.put(key, _RETRY)
 
         handle = asyncio.get_running_loop().call_later(delay, due)
-        r.timers.add(handle)
+        r.timers[handle] = key
+
+    def _drop_retries(self, r: _Run) -> None:
+        for handle in list(r.timers):
+            handle.cancel()
+            del r.timers[handle]
+            self._finish_one(r)  # its task stays in r.waiting, counted as not run
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
