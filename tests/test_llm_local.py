@@ -35,6 +35,7 @@ def llm():
 @needs_model
 def test_real_local_model_end_to_end_through_the_engine(llm, tmp_path):
     assert llm.id == llm_id(Generator(provider="local")) and llm.path.suffix == ".gguf"
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"  # no thread spins between tokens
     prompts = ["Say hello.", "Name a colour.", "Give one word about honesty."]
     tasks = [
         Task("ideas", "p", llm.id, ({"role": "user", "content": p},), SamplingParams(max_tokens=12, seed=1), "t")

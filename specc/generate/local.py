@@ -172,7 +172,18 @@ def check_runnable(path: Path, model_sha: str) -> None:
 class LocalLLM:
     """One llama.cpp model shared by all tasks; calls run one at a time in a worker thread."""
 
-    def __init__(self, model: str = "smollm2-135m", *, n_ctx: int = N_CTX, namespace: str | None = None):
+    def __init__(
+        self,
+        model: str = "smollm2-135m",
+        *,
+        n_ctx: int = N_CTX,
+        namespace: str | None = None,
+        n_threads: int | None = None,
+    ):
+        # llama.cpp's OpenMP threads otherwise spin between tokens, and on a busy or shared CPU a spinning
+        # thread takes the core the others wait for: 4.7 -> 19.3 tokens/s (benchmarks/local.py, 2 cores).
+        # OpenMP reads this once, when llama.cpp loads; a value the user set wins.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         try:
             import llama_cpp
         except ImportError:
@@ -182,7 +193,7 @@ class LocalLLM:
         self.id = local_id(model, namespace)
         check_runnable(self.path, file_sha256(self.path))
         self._llama = llama_cpp.Llama(
-            model_path=str(self.path), n_ctx=n_ctx, n_threads=os.cpu_count() or 1, seed=0, verbose=False
+            model_path=str(self.path), n_ctx=n_ctx, n_threads=n_threads or os.cpu_count() or 1, seed=0, verbose=False
         )
         # llama.cpp contexts are not thread-safe, and one model at a time is all a CPU can feed.
         self._lock = threading.Lock()
