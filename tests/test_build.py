@@ -180,7 +180,7 @@ def test_messy_outputs_survive_and_are_counted(tmp_path):
     assert sum(1 for p in responder.prompts if "could not be used" in p) > 0
     assert not any(k.startswith(("judge:", "scenarios:", "internal:")) for k in r.dropped)
     for rec in r.kept:
-        assert rec.meta["task_key"] and rec.meta["model"].startswith("openai:fake-model@")
+        assert rec.meta["task_key"] and rec.meta["model"] == "openai:fake-model"
 
 
 class ShortDocs(StageResponder):

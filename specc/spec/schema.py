@@ -256,8 +256,20 @@ class Generator(Model):
     timeout: float = Field(120.0, gt=0, description="Seconds per request.")
     max_retries: int = Field(6, ge=0, le=50)
     max_failure_rate: float = Field(0.25, gt=0, le=1, description="Stop when more tasks than this share fail.")
-    max_usd: float | None = Field(None, ge=0, description="Stop dispatching new calls once this much is spent.")
+    max_usd: float | None = Field(
+        None,
+        ge=0,
+        description="Stop dispatching new calls once this much is spent (calls already in flight still finish, "
+        "so it may overshoot by at most `concurrency` calls). Needs a known price: the built-in table or `prices`.",
+    )
     prices: Prices | None = Field(None, description="Override the built-in price table for this model.")
+    cache_namespace: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+        description="Cached results are keyed by provider, model name and prompt, not by URL, so moving a model "
+        "to another host reuses them. Set a different namespace on endpoints that serve different models "
+        "under the same name.",
+    )
 
     @field_validator("api_key_env")
     @classmethod
