@@ -316,6 +316,7 @@ class Pipeline:
                     continue
                 doc = DocumentInput(round=src.round, facet=src.facet, doctype=src.doctype, idea=idea, parent_key=parent)
                 out.append(self.stages["document"].render(self.ctx, p, doc))
+        gate.results.clear()  # what the documents need is in their tasks now
         self.counts["ideas"] += len(out)
         return out
 
@@ -343,6 +344,7 @@ class Pipeline:
                     continue
                 out.append(self.stages["reply"].render(self.ctx, p, ReplyInput(
                     round=src.round, facet=src.facet, kind=src.kind, scenario=sc, parent_key=parent)))
+        gate.results.clear()
         self.counts["scenarios"] += len(out)
         return out
 
