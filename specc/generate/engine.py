@@ -26,7 +26,8 @@ from specc.generate.pricing import cost_usd, run_prices
 from specc.records import Task
 
 OnResult = Callable[[Task, Generation], "Iterable[Task] | None | Awaitable[Iterable[Task] | None]"]
-OnFailure = Callable[[Task, str], None]
+# A failed task's callback may return follow-up tasks too (a gate that waited on it opens).
+OnFailure = Callable[[Task, str], "Iterable[Task] | None"]
 
 
 @dataclass
@@ -258,7 +259,9 @@ class Engine:
                 self._retry_later(r, key, e.delay)
                 continue
             except (TaskError, TransientError) as e:
-                self._fail(r, key, str(e))
+                follow = self._fail(r, key, str(e))
+                if follow:
+                    await self._submit(r, follow)
             else:
                 self.cache.put(key, task, gen)
                 self._count_call(r, task, gen)
@@ -377,8 +380,9 @@ class Engine:
         if self.max_usd is not None and cost > 0 and s.cost_usd >= self.max_usd:
             r.stop = True
 
-    def _fail(self, r: _Run, key: str, reason: str) -> None:
+    def _fail(self, r: _Run, key: str, reason: str) -> list[Task]:
         s = r.stats
+        follow: list[Task] = []
         for t in r.waiting.pop(key):
             s.failed += 1
             s.stage(t.stage)["failed"] += 1
@@ -386,7 +390,7 @@ class Engine:
             if self.progress:
                 self.progress.update(t.stage, failed=True)
             if r.on_failure is not None:
-                r.on_failure(t, reason)
+                follow += r.on_failure(t, reason) or []
         finished = s.calls + s.failed
         if finished >= self.min_tasks_for_failure_rate and s.failed / finished > self.max_failure_rate:
             reasons = collections.Counter(f["reason"] for f in s.failures).most_common(5)
@@ -395,6 +399,7 @@ class Engine:
                 f"{s.failed} of {finished} tasks failed (more than {self.max_failure_rate:.0%}), so the run stopped. "
                 f"Most common reasons: {summary}. Finished work is cached; fix the cause and rerun."
             )
+        return follow
 
 
 def _model_name(llm: LLM) -> str:
