@@ -135,6 +135,7 @@ def build_spec(
     from specc.curate import Curator
     from specc.generate.engine import Engine
     from specc.generate.factory import make_llm
+    from specc.generate.openai import OPENAI_URL, public_url
     from specc.generate.progress import Progress
     from specc.stages import Context, Pipeline
 
@@ -195,8 +196,12 @@ def build_spec(
             acc = by_principle.setdefault(pid, Counter())
             acc.update(c)
     gen_model = model or spec.generator.model
+    gen_provider = provider or spec.generator.provider
     build_info = {
-        "llm": {"provider": provider or spec.generator.provider, "model": gen_model, "id": llm.id,
+        # The endpoint without credentials or query: `specc eval` writes its suite with the same model.
+        "llm": {"provider": gen_provider, "model": gen_model, "id": llm.id,
+                "base_url": public_url(base_url or spec.generator.base_url or OPENAI_URL) if gen_provider == "openai"
+                else None,
                 **{k: totals.get(k, 0) for k in ("calls", "cached", "failed", "input_tokens", "output_tokens")},
                 "cost_usd": round(totals.get("cost_usd", 0.0), 6),
                 "saved_usd": round(totals.get("saved_usd", 0.0), 6),
