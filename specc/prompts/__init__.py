@@ -19,6 +19,9 @@ from specc.generate.base import Message
 from specc.records import sha256_hex
 
 STAGES: tuple[str, ...] = ("facets", "doctypes", "ideas", "document", "scenarios", "reply", "judge")
+# ``specc eval``: writing a held-out suite's items, and grading a target's replies. Built in only: the
+# spec's ``templates`` section overrides the build's stages.
+EVAL_STAGES: tuple[str, ...] = ("eval_items", "grade")
 BLOCKS: tuple[str, ...] = ("system", "user")
 
 _ENV = jinja2.Environment(
@@ -84,14 +87,14 @@ def _builtin(stage: str) -> PromptTemplate:
 
 
 def builtin_template(stage: str) -> PromptTemplate:
-    if stage not in STAGES:
+    if stage not in STAGES and stage not in EVAL_STAGES:
         raise ValueError(f"unknown stage {stage!r}")
     return _builtin(stage)
 
 
 def load_template(stage: str, spec=None) -> PromptTemplate:
     """The template for ``stage``: ``spec.templates.<stage>`` if set, else the built-in one."""
-    override = getattr(spec.templates, stage) if spec is not None else None
+    override = getattr(spec.templates, stage, None) if spec is not None else None
     if not override:
         return builtin_template(stage)
     path: Path = spec.resolve(override)
@@ -102,5 +105,5 @@ def load_template(stage: str, spec=None) -> PromptTemplate:
     return _compile(stage, source, str(path))
 
 
-def load_templates(spec=None) -> dict[str, PromptTemplate]:
-    return {stage: load_template(stage, spec) for stage in STAGES}
+def load_templates(spec=None, stages: tuple[str, ...] = STAGES) -> dict[str, PromptTemplate]:
+    return {stage: load_template(stage, spec) for stage in stages}
