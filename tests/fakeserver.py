@@ -374,6 +374,19 @@ def _make_handler(server: FakeServer):
     return Handler
 
 
+def _responder(name: str):
+    if name == "default":
+        return None
+    sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "stages"))
+    from responder import StageResponder, TargetResponder
+
+    if name == "stages":
+        return StageResponder()
+    if name.startswith("follows="):
+        return TargetResponder(float(name.split("=", 1)[1]))
+    raise SystemExit(f"unknown --responder {name!r}: use default, stages or follows=F")
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="A fake OpenAI-compatible server for tests and benchmarks.")
     ap.add_argument("--port", type=int, default=0)
@@ -387,9 +400,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--count-file", default=None, help="append one line (prompt sha) per successful completion")
     ap.add_argument("--models-delay", type=float, default=0.0, help="seconds GET /models takes to answer")
     ap.add_argument("--retry-after", type=float, default=0.05, help="seconds a 429 asks the client to wait")
+    ap.add_argument("--responder", default="default",
+                    help="default: text from the prompt's hash; stages: well-formed answers to specc's own prompts "
+                    "(tests/fixtures/stages/responder.py); follows=F: a model under test that keeps to the "
+                    "principles in about F of its replies")
     args = ap.parse_args(argv)
     lo, _, hi = args.latency.partition(",")
     server = FakeServer(
+        _responder(args.responder),
         latency=(float(lo), float(hi or lo)),
         fault_rate=args.fault_rate,
         faults=tuple(f for f in args.faults.split(",") if f),

@@ -13,7 +13,8 @@ from stagekit import make_spec  # noqa: E402
 
 from specc.eval.kinds import KINDS, other_language, spread  # noqa: E402
 from specc.eval.results import Outcome, compare, tally  # noqa: E402
-from specc.eval.run import eval_context  # noqa: E402
+from specc.eval.corpus import Corpus  # noqa: E402
+from specc.eval.run import eval_context, judge_ref, writer_ref  # noqa: E402
 from specc.eval.stages import PER_CALL, STAGES, AnswerInput, GradeInput, ItemsInput, holdout_item, parse_items  # noqa: E402
 from specc.eval.stats import two_proportions, wilson  # noqa: E402
 from specc.errors import InputError  # noqa: E402
@@ -104,6 +105,26 @@ def test_every_eval_stage_parses_its_own_stub_and_renders_its_marker():
     # identical replies to one item share one verdict, whoever wrote them
     again = STAGES["grade"].render(ctx, p, GradeInput(item=item, reply="A reply."))
     assert again.key == grade.key
+
+
+def test_the_embedded_model_writes_or_grades_only_when_named(tmp_path):
+    spec = make_spec(2)
+    built_locally = Corpus(tmp_path, {"llm": {"provider": "local", "model": "smollm2-135m"}})
+    with pytest.raises(InputError, match="too small to write"):
+        writer_ref(spec, built_locally, None, None, None)
+    writer = writer_ref(spec, built_locally, "local", None, None)
+    assert writer.model == "smollm2-135m"
+    with pytest.raises(InputError, match="too small to grade"):
+        judge_ref(spec, writer, None, None, None)
+    assert judge_ref(spec, writer, None, "smollm2-135m", None).provider == "local"
+    hosted = Corpus(tmp_path, {"llm": {"provider": "openai", "model": "gpt-4o-mini",
+                                       "base_url": "http://127.0.0.1:8000/v1"}})
+    gen = writer_ref(spec, hosted, None, None, None)
+    assert (gen.provider, gen.model, gen.base_url) == ("openai", "gpt-4o-mini", "http://127.0.0.1:8000/v1")
+    judge = judge_ref(spec, gen, None, "gpt-4o", None)
+    assert (judge.model, judge.base_url) == ("gpt-4o", "http://127.0.0.1:8000/v1")
+    with pytest.raises(InputError, match="--judge-model"):
+        judge_ref(spec, writer, "openai", None, None)
 
 
 def test_tallies_count_fails_without_a_verdict_and_compare_needs_one_suite():

@@ -63,7 +63,7 @@ def run_cmd(
     def row(name: str, t: dict) -> list:
         return [name, t["items"], t["passes"], _rate(t), t["unparseable"] + t["empty"] + t["error"]]
 
-    head = ["items", "passes", "pass rate [95% interval]", "fails without a verdict"]
+    head = ["items", "passes", "pass rate [95% CI]", "no verdict"]
     label = res["target"]["label"]
     console.print(table(f"{label}: per principle", ["principle"] + head,
                         [row(pid, t) for pid, t in res["principles"].items()] + [row("overall", res["overall"])]))

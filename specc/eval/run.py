@@ -104,6 +104,18 @@ def generator_ref(spec: Spec, corpus: Corpus | None, provider: str | None, model
                     base_url or (g.base_url if provider == g.provider else None), g.api_key_env, g.cache_namespace)
 
 
+def writer_ref(spec: Spec, corpus: Corpus | None, provider: str | None, model: str | None,
+               base_url: str | None) -> ModelRef:
+    """The model that writes the suite. The embedded model only when named outright: it cannot write tests."""
+    ref = generator_ref(spec, corpus, provider, model, base_url)
+    if ref.provider == "local" and not (provider or model):
+        raise InputError(
+            f"the suite would be written by the embedded model ({ref.model}), which is too small to write test "
+            "conversations: pass --generator-model (with --generator-base-url or --generator-provider) to name a "
+            f"capable model, or --generator-provider local to use it anyway")
+    return ref
+
+
 def judge_ref(spec: Spec, gref: ModelRef, provider: str | None, model: str | None, base_url: str | None) -> ModelRef:
     """The judge: the generator, or what the judge flags name. The embedded model only when named outright."""
     ref = gref
@@ -252,8 +264,10 @@ def run_eval(
     tref = target_ref(provider, model, base_url, api_key_env, cache_namespace)
     found = find_corpus(spec, Path(corpus) if corpus is not None else None, no_corpus, out)
     out_dir = Path(out).expanduser().absolute() if out is not None else found.path / "eval"
-    gref = generator_ref(spec, found, generator_provider, generator_model, generator_base_url)
+    gref = writer_ref(spec, found, generator_provider, generator_model, generator_base_url)
     warnings: list[str] = []
+    if gref.provider == "local":
+        warnings.append(f"the suite is written by the embedded model ({gref.model}): expect few usable items")
     if found is None:
         warnings.append("no corpus (--no-corpus): the suite is not decontaminated; its items may be in the "
                         "training data")

@@ -84,8 +84,8 @@ def holdout_item(spec: Spec, p: Principle, e: Example) -> EvalItem:
         messages.append({"role": "user", "content": f"Tool output:\n{content.strip()}"} if role == "tool"
                         else {"role": role, "content": content.strip()})
     parts = [f"{label}: {text.strip()}" for label, text in
-             (("A good reply is like this", e.good), ("An acceptable reply", e.acceptable),
-              ("A reply that fails", e.bad), ("Why", e.note or None)) if text]
+             (("A reply passes if it does what this one does", e.good), ("This one is acceptable too", e.acceptable),
+              ("A reply like this one fails", e.bad), ("Why", e.note or None)) if text]
     rubric = " ".join(parts) or default_rubric(spec, p, HOLDOUT)
     return EvalItem(id=item_id(p.id, HOLDOUT, messages), principle_id=p.id, kind=HOLDOUT, source="holdout",
                     messages=messages, rubric=rubric, language=spec.language)
