@@ -92,16 +92,19 @@ def compare_cmd(
     if as_json:
         typer.echo(json.dumps(c.to_dict(), indent=2))
         return
-    la, lb = ((r.get("target") or {}).get("label") or str(p) for r, p in ((ra, a), (rb, b)))
+    for name, r, path in (("A", ra, a), ("B", rb, b)):
+        t = r.get("target") or {}
+        _say(f"{name}: {t.get('label') or path}, {path}")
 
     def line(r) -> list:
         p = "<0.001" if r.test.p_value < 0.001 else f"{r.test.p_value:.3f}"
-        return [r.name, _rate(r.a), _rate(r.b), f"{100 * r.test.diff:+.0f} pts", p,
-                "yes" if r.test.significant else "no"]
+        return [r.name, _rate(r.a), _rate(r.b), f"{100 * r.test.diff:+.0f} pts", p, "yes" if r.test.significant else "no"]
 
-    head = ["", f"A: {la}", f"B: {lb}", "B - A", "p", "significant"]
-    console.print(table(f"Pass rate by principle (suite {ra['suite']['hash'][:12]}, {ra['suite']['items']} items)",
-                        ["principle"] + head[1:], [line(r) for r in c.principles] + [line(c.overall)]))
-    console.print(table("By kind", ["kind"] + head[1:], [line(r) for r in c.kinds]))
+    head = ["A", "B", "B - A", "p", "sig."]
+    _say(f"suite {ra['suite']['hash'][:12]}, {ra['suite']['items']} items; pass rate [95% CI]; sig.: the difference is "
+         "significant at 95% (two-proportion test, p < 0.05)")
+    console.print(table("By principle",
+                        ["principle"] + head, [line(r) for r in c.principles] + [line(c.overall)]))
+    console.print(table("By kind", ["kind"] + head, [line(r) for r in c.kinds]))
     for w in c.warnings:
         err_console.print(f"warning: {w}", markup=False)
