@@ -70,6 +70,7 @@ class OpenAILLM:
         api_key_env: str = "OPENAI_API_KEY",
         timeout: float = 120.0,
         namespace: str | None = None,
+        require_key: bool = True,
     ):
         self.model = model
         self.base_url = (base_url or OPENAI_URL).rstrip("/")
@@ -80,7 +81,7 @@ class OpenAILLM:
         self.preflight_timeout = min(timeout, 15.0)
         key = os.environ.get(api_key_env)
         self._has_key = bool(key)
-        if not key and urlsplit(self.base_url).hostname == "api.openai.com":
+        if require_key and not key and urlsplit(self.base_url).hostname == "api.openai.com":
             raise AuthError(f"{api_key_env} is not set; export your OpenAI API key in {api_key_env}")
         self._client_obj: openai.AsyncOpenAI | None = None
         self._client_loop: weakref.ref | None = None
