@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime
 from pathlib import Path
 
 import typer
@@ -53,10 +52,6 @@ def say_wave_written(w, spec_path: Path) -> None:
     ))
 
 
-def _when(ts: float) -> str:
-    return datetime.fromtimestamp(ts).strftime("%m-%d %H:%M")
-
-
 def _results(b) -> str:
     if b.kind == "export":
         return "exported"
@@ -99,9 +94,9 @@ def batches_cmd(
     else:
         console.print(_tbl(
             f"Batches of {spec.name}",
-            ["wave", "state", "requests", "done", "failed", "results", "batch id or file", "created"],
-            [[b.name, b.state, b.requests, b.completed, b.failed, _results(b), b.batch_id or b.path or "-",
-              _when(b.created_at)] for b in records],
+            ["wave", "state", "requests", "done", "failed", "results", "batch or file"],
+            [[b.name, b.state, b.requests, b.completed, b.failed, _results(b),
+              b.batch_id or (Path(b.path).name if b.path else "-")] for b in records],
         ))
         running = sum(1 for b in records if b.waiting and b.state not in ENDED)
         if running and not cancel:

@@ -107,6 +107,7 @@ class BatchExecutor:
         self.max_bytes = max_bytes
         self.export_dir = Path(export_dir) if export_dir is not None else None
         self.imports = dict(imports or {})
+        self._kept: set[str] = set()  # imported results stored before a task of this build asked for them
         self.api = BatchClient(llm, max_retries=max_retries, retry_base_delay=retry_base_delay,
                                retry_max_delay=retry_max_delay)
         self._preflight_done = False
@@ -203,6 +204,10 @@ class BatchExecutor:
                 if key not in r.in_batch:
                     r.ready[key] = None
                 continue
+            elif key in self._kept:  # imported in an earlier round of this build: this is its first use
+                self._kept.discard(key)
+                r.stats.imported += 1
+                count_call(r.stats, self.prices, task.stage, gen, self.progress)
             else:
                 count_cached(r.stats, self.prices, task.stage, gen, self.progress)
             follow = await _call(r.on_result, task, gen)
@@ -444,6 +449,8 @@ class BatchExecutor:
 
     def _keep_imports(self) -> None:
         """Store imported results no task of this run reached, when a recorded wave says what task they answer."""
+        for key in [k for k in self.imports if self.cache.has(k)]:
+            del self.imports[key]  # imported twice: the stored result stands, and is no new call
         known = self.store.lookup(list(self.imports)) if self.imports else {}
         rows = []
         for key, info in known.items():
@@ -451,6 +458,7 @@ class BatchExecutor:
             if not isinstance(out, LineFailure):
                 rows.append((key, *info, out))
         self.cache.put_many(rows)
+        self._kept.update(k for k, *_ in rows)
 
     async def _preflight(self, r: _Run) -> None:
         """Fail within seconds on a wrong URL, key or model, before any file is uploaded (once per executor)."""
