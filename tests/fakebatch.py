@@ -254,3 +254,40 @@ def _public(obj: dict) -> dict:
 
 def _missing(what: str, ident) -> tuple[int, dict]:
     return 404, {"error": {"message": f"No such {what}: {ident}", "type": "invalid_request_error"}}
+
+
+def run_file(url: str, requests: str, results: str, poll: float = 0.05) -> int:
+    """Run a batch file through a server's Batch API and write its output file: a stand-in for `vllm run_batch`."""
+    import openai
+
+    client = openai.OpenAI(api_key="unused", base_url=url)
+    with open(requests, "rb") as f:
+        uploaded = client.files.create(file=f, purpose="batch")
+    b = client.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h")
+    while b.status not in ENDED:
+        time.sleep(poll)
+        b = client.batches.retrieve(b.id)
+    lines = b""
+    for file_id in (b.output_file_id, b.error_file_id):
+        if file_id:
+            lines += client.files.content(file_id).content
+    with open(results, "wb") as f:
+        f.write(lines)
+    return lines.count(b"\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Run an OpenAI-format batch file through a fake server, as "
+                                             "`python -m vllm.entrypoints.openai.run_batch -i IN -o OUT` would.")
+    ap.add_argument("-i", "--input-file", required=True)
+    ap.add_argument("-o", "--output-file", required=True)
+    ap.add_argument("--url", required=True, help="the fake server's /v1 URL")
+    args = ap.parse_args(argv)
+    n = run_file(args.url, args.input_file, args.output_file)
+    print(f"{n} results in {args.output_file}")
+
+
+if __name__ == "__main__":
+    main()

@@ -7,15 +7,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import openai
 import pytest
 from typer.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "stages"))
 
+from fakebatch import run_file  # noqa: E402
 from fakeserver import FakeServer  # noqa: E402
 from responder import StageResponder  # noqa: E402
 from stagekit import spec_dict, write_spec  # noqa: E402
@@ -126,18 +125,6 @@ def test_ctrl_c_leaves_batches_running_and_the_same_command_collects_them(tmp_pa
         assert set(server.batch.lines_run.values()) == {1} and r.kept
 
 
-def run_batch_file(server: FakeServer, requests: Path, results: Path) -> None:
-    """What `vllm run_batch -i requests -o results` does, done by the fake server's batch processing."""
-    client = openai.OpenAI(api_key="unused", base_url=server.url)
-    f = client.files.create(file=requests.open("rb"), purpose="batch")
-    b = client.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h")
-    while b.status not in ("completed", "failed", "expired", "cancelled"):
-        time.sleep(0.01)
-        b = client.batches.retrieve(b.id)
-    assert b.status == "completed"
-    results.write_bytes(client.files.content(b.output_file_id).content)
-
-
 def test_export_run_elsewhere_import_until_the_build_completes(tmp_path, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-not-needed-and-never-written")
     with FakeServer(StageResponder()) as server:
@@ -161,7 +148,7 @@ def test_export_run_elsewhere_import_until_the_build_completes(tmp_path, monkeyp
                 assert "sk-not-needed" not in w.paths[0].read_text()
                 results.append(tmp_path / "results" / f"wave{n}.jsonl")
                 results[-1].parent.mkdir(exist_ok=True)
-                run_batch_file(server, w.paths[0], results[-1])
+                run_file(server.url, str(w.paths[0]), str(results[-1]))
                 files = BatchFiles(imports=(results[-1],))  # the next wave goes where the last one went
         assert r.kept and r.llm["batch"]["path"] == "files" and r.llm["batch"]["imported"] == r.llm["calls"] > 0
         assert server.completions == 0 and n >= 4

@@ -15,7 +15,7 @@ from specc.tables import table as _tbl
 
 
 def batch_files(export: Path | None, imports: list[Path] | None, batch: bool):
-    """The ``--batch-export``/``--batch-import`` flags as a BatchFiles, or None; a directory imports its *.jsonl."""
+    """The ``--batch-export``/``--batch-import`` flags as a BatchFiles, or None; a directory imports its JSON lines files."""
     from specc.generate.executor import BatchFiles
 
     if export is None and not imports:
@@ -26,9 +26,9 @@ def batch_files(export: Path | None, imports: list[Path] | None, batch: bool):
     paths: list[Path] = []
     for p in imports or []:
         if p.is_dir():
-            found = sorted(p.glob("*.jsonl"))
+            found = sorted(x for x in p.iterdir() if x.suffix in (".jsonl", ".json") and x.is_file())
             if not found:
-                raise InputError(f"--batch-import {p}: the directory holds no *.jsonl result files")
+                raise InputError(f"--batch-import {p}: the directory holds no *.jsonl or *.json result files")
             paths += found
         elif not p.is_file():
             raise InputError(f"--batch-import {p}: no such file")

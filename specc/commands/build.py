@@ -146,7 +146,7 @@ def build_cmd(
     budget: int | None = BUDGET_OPT,
     batch: bool = typer.Option(False, "--batch", help="Send tasks through the endpoint's Batch API in waves (half the price; a stopped build resumes its batches)."),
     batch_export: Path | None = typer.Option(None, "--batch-export", help="Write the ready wave as OpenAI batch JSONL files into this directory and stop (for vLLM or Ray)."),
-    batch_import: list[Path] | None = typer.Option(None, "--batch-import", help="Load result files (OpenAI batch output format; a directory means its *.jsonl) and continue; repeatable."),
+    batch_import: list[Path] | None = typer.Option(None, "--batch-import", help="Load result files (OpenAI batch output format; a directory means its .jsonl and .json files) and continue; repeatable."),
 ) -> None:
     """Generate, curate and write the corpus; a rerun of an unchanged spec makes no LLM call."""
     from specc.build import run_build

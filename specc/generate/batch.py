@@ -41,7 +41,7 @@ class BatchStats(RunStats):
     batches: int = 0  # submitted by this run
     resumed: int = 0  # submitted by an earlier run and polled by this one
     imported: int = 0  # results that came from imported files
-    left_running: int = 0  # batches no task of this run needs, left to finish at the provider
+    left_running: int = 0  # batches still at the provider when the run ended (a later round may need them)
 
 
 class WaveWritten(Exception):
@@ -107,6 +107,7 @@ class BatchExecutor:
         self.max_bytes = max_bytes
         self.export_dir = Path(export_dir) if export_dir is not None else None
         self.imports = dict(imports or {})
+        self._resumed: set[str] = set()  # local ids of earlier runs' batches this executor took over
         self._kept: set[str] = set()  # imported results stored before a task of this build asked for them
         self.api = BatchClient(llm, max_retries=max_retries, retry_base_delay=retry_base_delay,
                                retry_max_delay=retry_max_delay)
@@ -162,12 +163,12 @@ class BatchExecutor:
             e.stats = r.stats
             raise
         except (asyncio.CancelledError, KeyboardInterrupt):
-            self._tell_left_running(r, interrupted=True)
+            self._tell_left_running(r)
             raise
         finally:
             self._keep_imports()
             r.stats.wall_s = time.monotonic() - t0
-        self._tell_left_running(r, interrupted=False)
+        r.stats.left_running = sum(1 for b in r.open.values() if b.state not in ENDED)
         if r.stop:
             r.stats.not_run = sum(len(v) for v in r.waiting.values())
             err = CostCapError(
@@ -351,7 +352,9 @@ class BatchExecutor:
             r.open[rec.local_id] = rec
             for key in self.store.tasks(rec):
                 r.in_batch.setdefault(key, rec.local_id)
-            r.stats.resumed += 1
+            if rec.local_id not in self._resumed:  # each round of a build takes them over again: count once
+                self._resumed.add(rec.local_id)
+                r.stats.resumed += 1
             if self.progress:
                 self.progress.batch(rec.name, rec.state, rec.completed, rec.failed, rec.requests)
 
@@ -476,19 +479,15 @@ class BatchExecutor:
         if self.progress is not None:
             self.progress.warn(message)
 
-    def _tell_left_running(self, r: _Run, *, interrupted: bool) -> None:
-        """Say which batches are still at the provider, and how to come back for them."""
+    def _tell_left_running(self, r: _Run) -> None:
+        """On Ctrl-C: which batches are still at the provider, and how to come back for them."""
         running = [b for b in r.open.values() if b.state not in ENDED]
         r.stats.left_running = len(running)
-        if not running:
-            return
-        names = ", ".join(f"{b.name} ({b.batch_id})" for b in running[:5]) + (" ..." if len(running) > 5 else "")
-        if interrupted:
-            self._warn(r, f"{len(running)} batch(es) keep running at the provider: {names}. Run the same command "
-                          "again to collect their results; `specc batches SPEC --cancel` stops them")
-        else:
-            self._warn(r, f"{len(running)} batch(es) from an earlier run hold no task this build needs and keep "
-                          f"running: {names}; `specc batches SPEC --cancel` stops them")
+        if running:
+            names = ", ".join(f"{b.name} ({b.batch_id or 'being created'})" for b in running[:5])
+            self._warn(r, f"{len(running)} batch(es) keep running at the provider: {names}"
+                          f"{' ...' if len(running) > 5 else ''}. Run the same command again to collect their "
+                          "results; `specc batches SPEC --cancel` stops them")
 
 
 def _batch_errors(b) -> LineFailure:
