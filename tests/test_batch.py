@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 
 import openai
 import pytest
@@ -252,3 +253,15 @@ def test_cancelled_by_the_user_keeps_what_finished(cache):
 
 async def two_stage_async(ex, n):
     return await ex.run(first_stage(ex.llm.id, n), lambda t, g: follow_ups(ex.llm.id, t))
+
+
+def test_progress_shows_each_batch_state_and_counts(cache):
+    buf = io.StringIO()
+    with FakeServer(batch={"polls": 3}) as server:
+        with Progress(live=True, console=Console(file=buf, force_terminal=True, width=160)) as p:
+            two_stage(executor(server, cache, progress=p), 6)
+    out = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", buf.getvalue())
+    for state in ("validating", "in_progress", "completed"):
+        assert f"batch 1.1: {state}" in out and f"batch 2.1: {state}" in out
+    assert "batch 2.1 completed" in out and "18/18" in out  # the bar: state in its label, requests done of all
+    assert p.batches["1.1"] == ("completed", 6, 0, 6)

@@ -152,11 +152,12 @@ class BatchExecutor:
                     if r.ready:
                         self._export(r)
                     break
-                await self._launch(r)
-                if r.stop or not r.open:
+                await self._launch(r)  # sends nothing once the cap is reached: what runs is paid for, and collected
+                if not r.open:
                     break
-                if not r.ready and not r.deferred and not any(k in r.in_batch for k in r.waiting):
-                    break  # what is still open holds nothing this run needs
+                more = not r.stop and (r.ready or r.deferred)  # waiting for room under the cap or in the queue
+                if not more and not any(k in r.in_batch for k in r.waiting):
+                    break  # what is still open holds nothing this run needs (a later round may collect it)
                 await asyncio.sleep(self.poll_seconds)
                 await self._poll(r)
         except SpeccError as e:
@@ -300,7 +301,7 @@ class BatchExecutor:
             for k, _ in lines:
                 r.ready.pop(k)
                 r.in_batch[k] = rec.local_id
-            r.open[rec.local_id] = rec
+            r.open[rec.local_id] = rec  # so an interruption while it is created still reports it
             r.open[rec.local_id] = await self._create(rec, b"".join(line for _, line in lines))
             r.stats.batches += 1
         r.stats.waves += 1
