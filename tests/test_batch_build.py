@@ -178,3 +178,16 @@ def test_batch_flags_that_cannot_work_are_input_errors(tmp_path):
         local = write(tmp_path, server, "local.yaml", provider="local", model="smollm2-135m", base_url=None)
         refused = runner.invoke(app, ["build", str(local), "--batch"])
         assert refused.exit_code == 2 and "OpenAI-compatible" in refused.output
+
+
+def test_export_needs_no_key_and_no_endpoint(tmp_path):
+    d = spec_dict(2)
+    d["generator"] = {"provider": "openai", "model": "gpt-4o-mini"}  # api.openai.com, and no OPENAI_API_KEY set
+    spec = write_spec(tmp_path / "spec.yaml", d)
+    r = runner.invoke(app, ["build", str(spec), "--batch-export", str(tmp_path / "waves")])
+    assert r.exit_code == 0, r.output
+    assert "wrote wave 1" in r.stdout and "--batch-import" in r.stdout
+    (wave,) = (tmp_path / "waves").glob("*.jsonl")
+    assert wave.name == "test-spec-wave001.jsonl" and json.loads(wave.read_text().splitlines()[0])["body"]["model"] == "gpt-4o-mini"
+    plain = runner.invoke(app, ["build", str(spec)])  # the synchronous path still wants the key
+    assert plain.exit_code == 1 and "OPENAI_API_KEY is not set" in plain.output

@@ -81,7 +81,7 @@ def batches_cmd(
     with Cache(cache_file) as c:
         store = BatchStore(c)
         records = store.of_build(spec.name)
-        live = [b for b in records if b.waiting and b.batch_id]
+        live = [b for b in records if b.outstanding and b.batch_id]
         if live:
             records = _refresh(spec, spec_path, store, records, live, cancel, base_url, notes)
         elif cancel:
@@ -98,7 +98,7 @@ def batches_cmd(
             [[b.name, b.state, b.requests, b.completed, b.failed, _results(b),
               b.batch_id or (Path(b.path).name if b.path else "-")] for b in records],
         ))
-        running = sum(1 for b in records if b.waiting and b.state not in ENDED)
+        running = sum(1 for b in records if b.outstanding and b.state not in ENDED)
         if running and not cancel:
             notes.append(f"{running} batch(es) running: `specc build {spec_path} --batch` collects them when they "
                          "end; --cancel stops them")
@@ -112,7 +112,11 @@ def _refresh(spec, spec_path: Path, store, records, live, cancel: bool, base_url
     from specc.generate.factory import make_llm
     from specc.generate.openai import public_url
 
-    llm = make_llm(spec.generator, provider="openai", base_url=base_url)
+    try:
+        llm = make_llm(spec.generator, provider="openai", base_url=base_url)
+    except EndpointError as e:  # e.g. no key in the environment: the stored states still help
+        notes.append(f"showing the states last seen: {e}")
+        return records
     here = public_url(llm.base_url)
     elsewhere = [b for b in live if b.endpoint != here]
     if elsewhere:

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from specc.errors import CostCapError, EndpointError, SpeccError
+from specc.errors import CostCapError, EndpointError, InputError, SpeccError
 from specc.generate.accounting import RunStats, check_failure_rate, count_cached, count_call, count_failure
 from specc.generate.base import Generation
 from specc.generate.batchapi import BatchClient
@@ -381,16 +381,14 @@ class BatchExecutor:
             if rec.state in ENDED:
                 await self._collect(r, rec, b)
 
-    def _release(self, r: _Run, rec: BatchRecord) -> list[str]:
-        """Forget an open batch; its keys still wanted go back to the ready wave. Returns its keys."""
+    def _release(self, r: _Run, rec: BatchRecord, keys: Iterable[str] | None = None) -> None:
+        """Forget an open batch; its keys still wanted go back to the ready wave."""
         r.open.pop(rec.local_id, None)
-        keys = list(self.store.tasks(rec))
-        for k in keys:
+        for k in self.store.tasks(rec) if keys is None else keys:
             if r.in_batch.get(k) == rec.local_id:
                 del r.in_batch[k]
                 if k in r.waiting:
                     r.ready[k] = None
-        return keys
 
     async def _collect(self, r: _Run, rec: BatchRecord, b) -> None:
         """Store an ended batch's results, then deliver them and sort its failures into retries and failures."""
@@ -399,7 +397,10 @@ class BatchExecutor:
         for file_id in (b.error_file_id, b.output_file_id):  # a result beats an error for the same key
             if file_id:
                 content = await self.api.content(file_id)
-                lines.update((x.key, x) for x in read_results(content, f"batch {b.id} file {file_id}"))
+                try:
+                    lines.update((x.key, x) for x in read_results(content, f"batch {b.id} file {file_id}"))
+                except InputError as e:  # the provider's file, not the user's: a run error
+                    raise EndpointError(f"{self.endpoint}: {e}") from None
         results: dict[str, Generation] = {}
         failures: dict[str, LineFailure] = {}
         for key, line in lines.items():
@@ -413,7 +414,7 @@ class BatchExecutor:
                 results[key] = out
         self.cache.put_many((k, *tasks[k], g) for k, g in results.items())
         self.store.update(rec, collected_at=time.time())
-        self._release(r, rec)
+        self._release(r, rec, tasks)
         for k in list(r.deferred):  # a batch ended: the provider's queue has room again
             r.ready[k] = None
         r.deferred.clear()

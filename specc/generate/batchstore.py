@@ -76,7 +76,7 @@ class BatchRecord:
     updated_at: float
 
     @property
-    def waiting(self) -> bool:
+    def outstanding(self) -> bool:
         """Sent to a provider, and its results not stored yet."""
         return self.kind == "provider" and self.state != "abandoned" and self.collected_at is None
 
