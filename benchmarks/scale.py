@@ -3,14 +3,19 @@
 The fake OpenAI-compatible server runs in its own process with no latency and answers
 every stage in shape (documents as long as their brief asks), so the build's wall time
 is specc's own: planning, the engine, parsing, curation and emit. Then the same build
-runs again unchanged, which must make no call.
+runs again unchanged, which must make no call. The responder answers every stage,
+facets and document types included, with distinct text, as a capable model would.
 
     python benchmarks/scale.py                      # 25M tokens (a few minutes)
     python benchmarks/scale.py --budget 250000      # the small end of the range
     python benchmarks/scale.py --batch              # the same through the fake server's Batch API, in waves
 
+Before building, ``specc plan`` predicts the build's calls (top-up included as an estimate).
 The last line is ``budget_fill=<kept/budget> worst_principle_kind=<min kept/quota>
-calls=<n> wall_s=<s> calls_per_s=<x> peak_rss_mb=<m> noop_s=<s> noop_calls=<n>``.
+calls=<n> wall_s=<s> calls_per_s=<x> peak_rss_mb=<m> noop_s=<s> noop_calls=<n>
+plan_calls=<n> plan_s=<s> rounds=<n>``; the target is ``budget_fill >= 0.97`` and every
+principle × kind at 0.90 of its quota or more, with at most one top-up round, at 250k and
+at 25M tokens.
 """
 
 from __future__ import annotations
@@ -86,8 +91,8 @@ def serve() -> None:
             return "<plan>\nopen with a scene; explain why\n</plan>\n<document>\n" + " ".join(sentences) + "\n</document>"
 
         def reply(self, body: dict, text: str) -> str:
-            rng = _rng(body)
-            return "Here is what I think: " + " ".join(f"{_words(rng, 12)}." for _ in range(18))
+            rng = _rng(body)  # replies vary in length, as a real model's do
+            return "Here is what I think: " + " ".join(f"{_words(rng, 12)}." for _ in range(rng.randint(6, 30)))
 
     server = FakeServer(Sized(), port=0).start()
     print(server.url, flush=True)
@@ -105,11 +110,22 @@ def build(spec: Path, out: Path, cache: Path) -> tuple[float, dict, float]:
     proc = subprocess.run([sys.executable, "-m", "specc", "build", str(spec), "--out", str(out), "--quiet"],
                           env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
-    if proc.returncode not in (0, 1):
+    if proc.returncode not in (0, 1) or not (out / "manifest.json").is_file():
         sys.exit(f"build failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
     rss = max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
     print(proc.stdout.strip()[-1500:], flush=True)
     return wall, json.loads((out / "manifest.json").read_text()), rss
+
+
+def plan(spec: Path, cache: Path) -> tuple[float, dict]:
+    """`specc plan --json` in a child process: (wall seconds, the plan)."""
+    env = {**os.environ, "SPECC_CACHE": str(cache)}
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "specc", "plan", str(spec), "--json"], env=env, capture_output=True,
+                          text=True)
+    if proc.returncode:
+        sys.exit(f"plan failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return time.perf_counter() - t0, json.loads(proc.stdout)
 
 
 def main() -> None:
@@ -134,6 +150,9 @@ def main() -> None:
         spec.write_text(json.dumps(make_spec(args.principles, args.budget, url, args.concurrency, args.batch), indent=1))
         cache = work / "cache.sqlite"
         out = work / "out"
+        plan_s, planned = plan(spec, cache)
+        print(f"plan: {planned['calls']:,} calls ({planned['topup_estimate']['tasks']:,} of them an estimated top-up), "
+              f"{planned['facets']:,} facets, {planned['doc_types']:,} document types, in {plan_s:.1f} s", flush=True)
         wall, manifest, rss = build(spec, out, cache)
         noop_s, noop, _ = build(spec, out, cache)
     finally:
@@ -152,7 +171,8 @@ def main() -> None:
     print("least filled: " + ", ".join(f"{p}/{k} {f:.2f}" for f, p, k in short))
     print(f"budget_fill={fill:.3f} worst_principle_kind={min(fills):.3f} calls={calls} wall_s={wall:.1f} "
           f"calls_per_s={calls / wall:.1f} peak_rss_mb={rss:.0f} noop_s={noop_s:.1f} "
-          f"noop_calls={noop['llm']['calls']}")
+          f"noop_calls={noop['llm']['calls']} plan_calls={planned['calls']} plan_s={plan_s:.1f} "
+          f"rounds={manifest.get('rounds')}")
 
 
 if __name__ == "__main__":

@@ -59,6 +59,21 @@ class BuildResult:
         }
 
 
+def expansion(pipe) -> dict:
+    """Per principle: its facets (by source) and the document types its ideas calls used."""
+    out = {}
+    for pid, st in pipe.states.items():
+        facets = st.facets or []
+        out[pid] = {
+            "facets": len(facets),
+            "facets_by_source": dict(Counter(f.source for f in facets)),
+            "doc_types": len(st.types_used),
+            "ideas_calls": st.ideas_calls,
+            "scenario_calls": st.scenario_calls,
+        }
+    return out
+
+
 def _add_stats(total: dict, per_stage: dict, stats) -> None:
     for k in LLM_FIELDS + BATCH_FIELDS:
         total[k] = total.get(k, 0) + getattr(stats, k, 0)
@@ -132,7 +147,6 @@ def build_spec(
     from specc.curate import Curator
     from specc.generate.executor import batch_info, make_executor
     from specc.generate.factory import make_llm
-    from specc.plan import plan_topup
     from specc.generate.progress import Progress
     from specc.stages import Context, Pipeline
 
@@ -161,12 +175,11 @@ def build_spec(
                 engine.max_usd = max(cap - totals.get("cost_usd", 0.0), 1e-9)
             stats = await engine.run(tasks, pipe.on_result, pipe.on_failure)
             _add_stats(totals, per_stage, stats)
-            pipe.end_round()
             result = curator.run(pipe.sorted_records())
-            short = {k: v for k, v in result.shortfall.items() if v > 0}
+            short = {k: v for k, v in result.wanting.items() if v > 0}
             if not short or rounds >= spec.corpus.rounds:
                 return result, rounds
-            tasks = plan_topup(spec, short, rounds + 1, records=pipe.records, ctx=ctx)
+            tasks = pipe.topup_tasks(short, rounds + 1, pipe.records)
             if not tasks:
                 return result, rounds
             rounds += 1
@@ -206,6 +219,7 @@ def build_spec(
         "dropped": dict(sorted(dropped.items())),
         "dropped_by_principle": {p: dict(sorted(c.items())) for p, c in sorted(by_principle.items())},
         "quotas": result.quotas,
+        "expansion": expansion(pipe),
         "rounds": rounds,
         "dedup": result.dedup_params,
         "started_at": started.isoformat(timespec="seconds"),
@@ -218,12 +232,14 @@ def build_spec(
 
     from specc.emit.report import write_report
 
-    manifest = emit(result.kept, spec, out_dir, build_info=build_info, extra_writers=[write_report])
+    rejected = pipe.sorted_dropped() + result.rejected
+    curator.count_tokens([r for r, _ in rejected])
+    manifest = emit(result.kept, spec, out_dir, build_info=build_info, extra_writers=[write_report], dropped=rejected)
     if push:
         from specc.emit.hub import push as push_to_hub
 
         push_to_hub(out_dir, spec.output.hub.repo, private=spec.output.hub.private)
-    generated = Counter({"ideas": pipe.ideas_count, "scenarios": pipe.scenarios_count})
+    generated = Counter(pipe.counts)
     generated.update(r.kind for r in pipe.records)
     return BuildResult(spec, out_dir, manifest, result.kept, build_info["llm"], per_stage, dropped, rounds,
                        generated, list(pipe.errors))

@@ -64,8 +64,8 @@ def test_a_batch_build_matches_the_synchronous_one_at_half_the_cost(tmp_path):
         again = run_build(spec, cache_path=tmp_path / "batch.sqlite", out=tmp_path / "batch", quiet=True, batch=True)
         assert again.llm["calls"] == 0 and len(server.batch.created) == created  # an unchanged rerun submits nothing
 
-        plan = runner.invoke(app, ["plan", str(spec), "--json", "--cache", str(tmp_path / "sync.sqlite")])
-        plan_batch = runner.invoke(app, ["plan", str(spec), "--json", "--batch", "--cache", str(tmp_path / "sync.sqlite")])
+        plan = runner.invoke(app, ["plan", str(spec), "--json"])  # no cache: every call priced
+        plan_batch = runner.invoke(app, ["plan", str(spec), "--json", "--batch"])
         full, half = json.loads(plan.stdout), json.loads(plan_batch.stdout)
         assert half["cost_usd"] == pytest.approx(full["cost_usd"] / 2) and full["cost_usd"] > 0
 

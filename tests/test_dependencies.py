@@ -41,8 +41,8 @@ def _names(requirements: list[str]) -> set[str]:
 
 
 def _test_helpers() -> set[str]:
-    """The modules the tests import from their own folders (fakeserver, stagekit, ...)."""
-    return {p.stem for p in (ROOT / "tests").rglob("*.py")} | {"specc"}
+    """The modules the tests import from their own folders (fakeserver, stagekit, ..., the benchmarks' specs)."""
+    return {p.stem for folder in ("tests", "benchmarks") for p in (ROOT / folder).rglob("*.py")} | {"specc"}
 
 
 def _imports(folder: Path):

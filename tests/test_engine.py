@@ -26,7 +26,7 @@ def task(llm, text: str, stage: str = "ideas", **params) -> Task:
         messages=({"role": "user", "content": text},),
         params=SamplingParams(**params),
         template_hash="t0",
-        meta={"text": text},
+        input={"text": text},
     )
 
 
@@ -93,7 +93,7 @@ def test_rerun_is_served_from_cache_even_with_the_server_gone(cache):
         tasks = [task(llm, f"p{i}") for i in range(30)]
 
         def fan(t, g):
-            return [task(llm, f"child of {t.meta['text']}", stage="document")] if t.stage == "ideas" else None
+            return [task(llm, f"child of {t.input['text']}", stage="document")] if t.stage == "ideas" else None
 
         first = Engine(llm, cache, concurrency=4).run_sync(tasks, fan)
     assert first.calls == 60
@@ -155,7 +155,7 @@ def test_a_few_failures_are_recorded_and_the_run_goes_on(cache):
         llm = OpenAILLM("fake-model", base_url=server.url, timeout=5)
         tasks = [task(llm, f"fine {i}") for i in range(40)] + [task(llm, "server-breaks"), task(llm, "too-long")]
         engine = Engine(llm, cache, concurrency=4, max_retries=2, **FAST)
-        stats = engine.run_sync(tasks, lambda t, g: None, lambda t, why: failed.append((t.meta["text"], why)))
+        stats = engine.run_sync(tasks, lambda t, g: None, lambda t, why: failed.append((t.input["text"], why)))
     assert stats.failed == 2 and stats.calls == 40 and len(cache) == 40
     reasons = dict(failed)
     assert reasons["server-breaks"] == "HTTP 500 (gave up after 3 attempts)"

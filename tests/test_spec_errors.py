@@ -329,7 +329,7 @@ def test_hostile_input_is_quick(tmp_path, case):
     assert elapsed < 5, f"{case} took {elapsed:.1f}s"
 
 
-@pytest.mark.parametrize("stage", ["ideas", "document", "scenarios", "reply", "judge"])
+@pytest.mark.parametrize("stage", ["facets", "doctypes", "ideas", "document", "scenarios", "reply", "judge"])
 def test_validate_renders_every_template(tmp_path, monkeypatch, stage):
     """A custom template of any stage that names an unknown variable fails validate, not a build."""
     monkeypatch.chdir(tmp_path)

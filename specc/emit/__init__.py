@@ -18,6 +18,7 @@ from specc.records import Record
 from specc.spec.schema import Spec
 
 from .card import render_card
+from .dropped import write_dropped
 from .manifest import MANIFEST_NAME, MANIFEST_SCHEMA_VERSION, build_manifest, dumps, read_manifest
 from .shards import CONFIGS, FORMATS, collect, read_shard, write_shards
 
@@ -105,6 +106,7 @@ def emit(
     extra_writers: Sequence[Callable[[Path], None]] = (),
     fmt: str | None = None,
     shard_bytes: int | None = None,
+    dropped: Iterable[tuple[Record, str]] = (),
 ) -> dict:
     """Write the corpus to ``out_dir`` atomically and return its manifest."""
     out_dir = Path(out_dir).absolute()
@@ -125,6 +127,7 @@ def emit(
         for config in CONFIGS:
             shards += write_shards(tmp, config, rows[config], fmt, shard_bytes)
         manifest = build_manifest(spec, build_info, rows, shards, fmt)
+        manifest["dropped_rows"] = write_dropped(tmp, dropped, fmt, shard_bytes)
         (tmp / "README.md").write_text(render_card(spec, manifest), encoding="utf-8")
         (tmp / MANIFEST_NAME).write_text(dumps(manifest), encoding="utf-8")
         for writer in extra_writers:

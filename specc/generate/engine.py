@@ -25,7 +25,8 @@ from specc.generate.pricing import run_prices
 from specc.records import Task
 
 OnResult = Callable[[Task, Generation], "Iterable[Task] | None | Awaitable[Iterable[Task] | None]"]
-OnFailure = Callable[[Task, str], None]
+# A failed task's callback may return follow-up tasks too (a gate that waited on it opens).
+OnFailure = Callable[[Task, str], "Iterable[Task] | None"]
 
 
 # Queue priorities: a retry whose wait is over goes before new work, the end-of-run marker after everything.
@@ -230,7 +231,9 @@ class Engine:
                 self._retry_later(r, key, e.delay)
                 continue
             except (TaskError, TransientError) as e:
-                self._fail(r, key, str(e))
+                follow = self._fail(r, key, str(e))
+                if follow:
+                    await self._submit(r, follow)
             else:
                 self.cache.put(key, task, gen)
                 self._count_call(r, task, gen)
@@ -328,12 +331,14 @@ class Engine:
         if count_call(r.stats, self.prices, task.stage, gen, self.progress, self.max_usd):
             r.stop = True
 
-    def _fail(self, r: _Run, key: str, reason: str) -> None:
+    def _fail(self, r: _Run, key: str, reason: str) -> list[Task]:
+        follow: list[Task] = []
         for t in r.waiting.pop(key):
             count_failure(r.stats, key, t.stage, t.principle_id, reason, self.progress)
             if r.on_failure is not None:
-                r.on_failure(t, reason)
+                follow += r.on_failure(t, reason) or []
         check_failure_rate(r.stats, self.max_failure_rate, self.min_tasks_for_failure_rate)
+        return follow
 
 
 def _model_name(llm: LLM) -> str:

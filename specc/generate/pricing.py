@@ -92,3 +92,9 @@ BATCH_DISCOUNT = 0.5
 def batch_prices(prices: tuple[float, float]) -> tuple[float, float]:
     """What calls through a provider's batch interface cost: half of ``prices`` (list or ``generator.prices``)."""
     return (prices[0] * BATCH_DISCOUNT, prices[1] * BATCH_DISCOUNT)
+
+
+def build_prices(gen, model: str) -> tuple[float, float]:
+    """What a build by ``gen`` (``spec.generator``) pays for ``model``: list or ``prices``, halved for batches."""
+    prices = price_for(model, gen.prices)
+    return batch_prices(prices) if gen.batch else prices

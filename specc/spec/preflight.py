@@ -2,8 +2,8 @@
 
 The schema cannot see files and code: the eval files named for decontamination, the
 tokenizer, the prompt templates. These checks run the same code a build runs (the eval
-file reader and the planner's dry run, which renders every stage's prompt through the
-real stage code with no LLM), so validate and build cannot disagree.
+file reader, the sizing, and one task of every stage rendered through the real stage
+code with no LLM), so validate and build cannot disagree.
 """
 
 from __future__ import annotations
@@ -30,9 +30,14 @@ def preflight(spec: Spec) -> list[SpecIssue]:
         except InputError as e:
             issues.append(issue_at(spec, loc, str(e)))
     try:
-        from specc.plan import make_plan
+        from specc.stages import Context, llm_id
+        from specc.stages.samples import one_task_per_stage
 
-        make_plan(spec)
+        # The context loads the templates and the tokenizer; sizing and one task of every stage
+        # run the build's own code, at any budget in the same short time.
+        ctx = Context.create(spec, llm_id(spec))
+        ctx.sizing()
+        one_task_per_stage(ctx)
     except InputError as e:
         loc = _culprit(spec, str(e))
         issues.append(issue_at(spec, loc, _without_prefix(str(e), loc)))

@@ -45,7 +45,7 @@ DEFAULT_GENRES: tuple[str, ...] = (
 
 DemoKind = Literal["direct", "indirect", "edge_case", "adversarial", "multi_turn", "conflict"]
 DEMO_KINDS: tuple[str, ...] = ("direct", "indirect", "edge_case", "adversarial", "multi_turn", "conflict")
-STAGES: tuple[str, ...] = ("ideas", "document", "scenarios", "reply", "judge")
+STAGES: tuple[str, ...] = ("facets", "doctypes", "ideas", "document", "scenarios", "reply", "judge")
 
 
 class Model(BaseModel):
@@ -152,9 +152,15 @@ class Documents(Model):
         4,
         ge=1,
         le=100,
-        description="Document ideas asked for in one call (per principle and genre). The budget decides how many "
-        "genres a principle uses and how many of each call's ideas become documents.",
+        description="Document ideas asked for in one call (per facet and document type): a batch size, not a "
+        "ceiling. Each idea becomes one document; the budget decides how many calls run.",
     )
+    generate_types: bool = Field(
+        True,
+        description="When a facet needs more ideas calls than `genres` has entries, ask the generator for "
+        "further realistic document types for it (else the genres are used again for a further batch).",
+    )
+    types_per_call: int = Field(8, ge=1, le=50, description="Document types asked for in one call.")
     max_tokens: int = Field(1500, ge=64, description="Output limit for one document.")
     audiences: list[str] = Field(
         default_factory=lambda: ["general public", "students", "professionals", "policy makers", "developers"],
@@ -170,13 +176,26 @@ class Demonstrations(Model):
         4,
         ge=1,
         le=100,
-        description="Scenarios asked for in one call (per principle and kind). The budget decides how many kinds "
-        "a principle uses and how many of each call's scenarios get a reply.",
+        description="Scenarios asked for in one call (per facet and kind): a batch size, not a ceiling. The "
+        "budget decides how many calls run; each kept scenario gets a reply.",
     )
     judge: bool = Field(True, description="Grade each demonstration; failing ones are dropped.")
     system_prompt_share: float = Field(0.3, ge=0, le=1, description="Share of scenarios with an operator prompt.")
     max_tokens: int = Field(700, ge=32)
     seed_with_examples: bool = Field(True, description="Show non-holdout examples to the scenario writer.")
+
+
+class Facets(Model):
+    """How a principle expands into facets: the aspects its documents and scenarios are about."""
+
+    generate: bool = Field(
+        True,
+        description="Besides the principle itself, its sub-rules and examples, ask the generator for further "
+        "facets (concrete behaviours, the values behind them, situations, mistakes they prevent) when the "
+        "budget needs more calls than the given facets spread well over.",
+    )
+    per_call: int = Field(6, ge=1, le=50, description="Facets asked for in one call.")
+    max: int = Field(24, ge=0, le=500, description="At most this many generated facets per principle.")
 
 
 class Dedup(Model):
@@ -205,6 +224,7 @@ class Corpus(Model):
     demonstrations: Demonstrations = Field(default_factory=Demonstrations)
     dedup: Dedup = Field(default_factory=Dedup)
     decontamination: Decontamination = Field(default_factory=Decontamination)
+    facets: Facets = Field(default_factory=Facets)
     filters: Filters = Field(default_factory=Filters)
     context: Literal["principle", "spec"] = Field(
         "principle",
@@ -293,6 +313,8 @@ class Output(Model):
 class Templates(Model):
     """Per-stage Jinja2 template overrides, paths relative to the spec."""
 
+    facets: str | None = None
+    doctypes: str | None = None
     ideas: str | None = None
     document: str | None = None
     scenarios: str | None = None
