@@ -40,8 +40,8 @@ def batch_files(export: Path | None, imports: list[Path] | None, batch: bool):
 def say_wave_written(w, spec_path: Path) -> None:
     """What a build that exported a wave wrote, and the commands that come next."""
     out = Text(f"wrote wave {w.wave}: {w.requests:,} requests in {len(w.paths)} file(s)")
-    if w.stats.imported:
-        out.append(f" (after importing {w.stats.imported:,} results)")
+    if w.imported:
+        out.append(f" (after importing {w.imported:,} results)")
     console.print(out)
     for p in w.paths:
         console.print(Text(f"  {p}"))
@@ -98,10 +98,14 @@ def batches_cmd(
             [[b.name, b.state, b.requests, b.completed, b.failed, _results(b),
               b.batch_id or (Path(b.path).name if b.path else "-")] for b in records],
         ))
-        running = sum(1 for b in records if b.outstanding and b.state not in ENDED)
+        running = sum(1 for b in records if b.outstanding and b.batch_id and b.state not in ENDED)
+        unsure = [b.name for b in records if b.outstanding and not b.batch_id]
         if running and not cancel:
             notes.append(f"{running} batch(es) running: `specc build {spec_path} --batch` collects them when they "
                          "end; --cancel stops them")
+        if unsure:
+            notes.append(f"batch {', '.join(unsure)} was being created when its build stopped: the next "
+                         "`specc build` looks for it at the endpoint and sends its requests again if it is not there")
     for note in notes:
         console.print(Text(f"note: {note}"))
 

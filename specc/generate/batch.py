@@ -47,9 +47,10 @@ class BatchStats(RunStats):
 class WaveWritten(Exception):
     """A build with ``export_dir`` stopped after writing its ready wave as batch files."""
 
-    def __init__(self, paths: list[Path], requests: int, wave: int, stats: BatchStats):
+    def __init__(self, paths: list[Path], requests: int, wave: int, stats: BatchStats, imported: int):
         super().__init__(f"wrote wave {wave}: {requests} requests in {len(paths)} file(s)")
         self.paths, self.requests, self.wave, self.stats = paths, requests, wave, stats
+        self.imported = imported  # results this build imported before it stopped, over all its rounds
 
 
 class _Run:
@@ -107,6 +108,7 @@ class BatchExecutor:
         self.max_bytes = max_bytes
         self.export_dir = Path(export_dir) if export_dir is not None else None
         self.imports = dict(imports or {})
+        self._imported = 0  # results imported by the earlier rounds of this build
         self._resumed: set[str] = set()  # local ids of earlier runs' batches this executor took over
         self._kept: set[str] = set()  # imported results stored before a task of this build asked for them
         self.api = BatchClient(llm, max_retries=max_retries, retry_base_delay=retry_base_delay,
@@ -168,6 +170,7 @@ class BatchExecutor:
             raise
         finally:
             self._keep_imports()
+            self._imported += r.stats.imported
             r.stats.wall_s = time.monotonic() - t0
         r.stats.left_running = sum(1 for b in r.open.values() if b.state not in ENDED)
         if r.stop:
@@ -337,7 +340,7 @@ class BatchExecutor:
         if too_big:
             self._warn(r, f"{len(too_big)} requests are larger than batch_options.max_bytes and were not written")
         r.stats.waves += 1
-        raise WaveWritten(paths, len(keys) - len(too_big), wave, r.stats)
+        raise WaveWritten(paths, len(keys) - len(too_big), wave, r.stats, self._imported + r.stats.imported)
 
     # -- batches back -----------------------------------------------------------------------
     async def _resume(self, r: _Run) -> None:
@@ -483,13 +486,17 @@ class BatchExecutor:
 
     def _tell_left_running(self, r: _Run) -> None:
         """On Ctrl-C: which batches are still at the provider, and how to come back for them."""
-        running = [b for b in r.open.values() if b.state not in ENDED]
+        running = [b for b in r.open.values() if b.batch_id and b.state not in ENDED]
+        unsure = [b for b in r.open.values() if not b.batch_id]
         r.stats.left_running = len(running)
         if running:
-            names = ", ".join(f"{b.name} ({b.batch_id or 'being created'})" for b in running[:5])
-            self._warn(r, f"{len(running)} batch(es) keep running at the provider: {names}"
-                          f"{' ...' if len(running) > 5 else ''}. Run the same command again to collect their "
-                          "results; `specc batches SPEC --cancel` stops them")
+            names = ", ".join(f"{b.name} ({b.batch_id})" for b in running[:5]) + (" ..." if len(running) > 5 else "")
+            self._warn(r, f"{len(running)} batch(es) keep running at the provider: {names}. Run the same command "
+                          "again to collect their results; `specc batches SPEC --cancel` stops them")
+        if unsure:
+            names = ", ".join(b.name for b in unsure)
+            self._warn(r, f"batch {names} was being created when the build stopped; the same command looks for it "
+                          "at the provider and sends its requests again only if it is not there")
 
 
 def _batch_errors(b) -> LineFailure:
