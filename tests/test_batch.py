@@ -37,6 +37,10 @@ def executor(server, cache, **kw) -> BatchExecutor:
     return BatchExecutor(llm, cache, build="t", **kw)
 
 
+def llm_id_of(server) -> str:
+    return OpenAILLM("fake-model", base_url=server.url).id
+
+
 def two_stage(ex: BatchExecutor, n: int = 20, seen: list | None = None):
     """Run ``n`` ideas, each with FAN_OUT follow-ups; returns the stats."""
 
@@ -56,19 +60,15 @@ def test_two_waves_complete_through_batches_with_no_synchronous_call(cache):
         assert stats.calls == 20 * (1 + FAN_OUT) and stats.failed == 0 and stats.cached == 0
         assert stats.waves == 2 and stats.batches == 2 and len(server.batch.created) == 2
         # wave 1 held the ideas, wave 2 every follow-up: each request was answered once
-        assert server.batch.requests_of(server.batch.created[0]) == [t.key for t in first_stage(stats_llm(server), 20)]
+        assert server.batch.requests_of(server.batch.created[0]) == [t.key for t in first_stage(llm_id_of(server), 20)]
         assert len(server.batch.requests_of(server.batch.created[1])) == 20 * FAN_OUT
         assert set(server.batch.lines_run.values()) == {1}
         assert len(cache) == 20 * (1 + FAN_OUT)
 
         # The cache is shared with the synchronous path: the engine finds everything there.
         again = Engine(OpenAILLM("fake-model", base_url=server.url), cache).run_sync(
-            first_stage(stats_llm(server), 20), lambda t, g: follow_ups(stats_llm(server), t))
+            first_stage(llm_id_of(server), 20), lambda t, g: follow_ups(llm_id_of(server), t))
         assert again.calls == 0 and again.cached == 20 * (1 + FAN_OUT) and server.completions == 0
-
-
-def stats_llm(server) -> str:
-    return OpenAILLM("fake-model", base_url=server.url).id
 
 
 def test_an_unchanged_rerun_submits_nothing_even_with_the_server_gone(cache):

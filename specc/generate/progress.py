@@ -89,7 +89,7 @@ class Progress:
         self.batches[name] = (state, completed, failed, requests)
         if old is None or old[0] != state:
             self.console.print(
-                f"batch {name}: {state} ({completed}/{requests} done, {failed} failed)", markup=False
+                f"batch {name}: {state} ({completed:,}/{requests:,} done, {failed:,} failed)", markup=False
             )
         if self.live and not self.quiet:
             self._render_batch(name)
