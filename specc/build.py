@@ -13,6 +13,7 @@ from specc.records import Record
 from specc.spec.schema import Spec
 
 LLM_FIELDS = ("calls", "cached", "failed", "retries", "input_tokens", "output_tokens", "cost_usd", "saved_usd")
+BATCH_FIELDS = ("waves", "batches", "resumed", "imported")  # counted by the batch executor only
 
 
 def output_dir(spec: Spec, out: str | Path | None = None) -> Path:
@@ -74,18 +75,22 @@ def expansion(pipe) -> dict:
 
 
 def _add_stats(total: dict, per_stage: dict, stats) -> None:
-    for k in LLM_FIELDS:
-        total[k] = total.get(k, 0) + getattr(stats, k)
+    for k in LLM_FIELDS + BATCH_FIELDS:
+        total[k] = total.get(k, 0) + getattr(stats, k, 0)
     for stage, d in stats.per_stage.items():
         acc = per_stage.setdefault(stage, {})
         for k, v in d.items():
             acc[k] = acc.get(k, 0) + v
 
 
-def with_overrides(spec: Spec, *, max_usd: float | None = None, budget: int | None = None) -> Spec:
-    """The spec with command-line overrides applied (``--max-usd``, ``--budget``)."""
+def with_overrides(
+    spec: Spec, *, max_usd: float | None = None, budget: int | None = None, batch: bool = False
+) -> Spec:
+    """The spec with command-line overrides applied (``--max-usd``, ``--budget``, ``--batch``)."""
     if max_usd is not None:
         spec = spec.model_copy(update={"generator": spec.generator.model_copy(update={"max_usd": max_usd})})
+    if batch:
+        spec = spec.model_copy(update={"generator": spec.generator.model_copy(update={"batch": True})})
     if budget is not None:
         if budget <= 0:
             raise InputError(f"--budget must be a positive number of tokens, got {budget}")
@@ -106,15 +111,17 @@ def run_build(
     push: bool = False,
     max_usd: float | None = None,
     budget: int | None = None,
+    batch: bool = False,
+    batch_files=None,
 ) -> BuildResult:
     """Build the corpus for the spec at ``spec_path``; a rerun of an unchanged spec makes no LLM call."""
     from specc.generate.cache import default_cache_path
     from specc.spec.load import load_spec
 
-    spec = with_overrides(load_spec(spec_path), max_usd=max_usd, budget=budget)
+    spec = with_overrides(load_spec(spec_path), max_usd=max_usd, budget=budget, batch=batch)
     return build_spec(
         spec, out=out, provider=provider, model=model, base_url=base_url,
-        cache_path=cache_path or default_cache_path(Path(spec_path)), quiet=quiet, push=push,
+        cache_path=cache_path or default_cache_path(Path(spec_path)), quiet=quiet, push=push, batch_files=batch_files,
     )
 
 
@@ -129,11 +136,16 @@ def build_spec(
     quiet: bool = False,
     push: bool = False,
     llm=None,
+    batch_files=None,
 ) -> BuildResult:
-    """Build from a loaded spec (``llm`` overrides the provider the spec and flags name)."""
+    """Build from a loaded spec (``llm`` overrides the provider the spec and flags name).
+
+    ``generator.batch`` sends tasks through the endpoint's Batch API; ``batch_files`` (a
+    ``specc.generate.executor.BatchFiles``) imports result files and writes the next wave instead.
+    """
     from specc.generate.cache import Cache
     from specc.curate import Curator
-    from specc.generate.engine import Engine
+    from specc.generate.executor import batch_info, make_executor
     from specc.generate.factory import make_llm
     from specc.generate.openai import OPENAI_URL, public_url
     from specc.generate.progress import Progress
@@ -144,7 +156,9 @@ def build_spec(
     started = datetime.now(timezone.utc)
     out_dir = output_dir(spec, out)
     curator = Curator(spec)  # fails now, not after generation, on a bad decontamination file
-    llm = llm or make_llm(spec.generator, provider=provider, model=model, base_url=base_url)
+    # The files path never calls a model, so it needs no key.
+    llm = llm or make_llm(spec.generator, provider=provider, model=model, base_url=base_url,
+                          require_key=batch_files is None)
     cache = Cache(Path(cache_path))
     ctx = Context.create(spec, llm.id)
     pipe = Pipeline(ctx)
@@ -154,7 +168,7 @@ def build_spec(
 
     async def generate():
         # One event loop for every round: providers keep per-loop HTTP clients.
-        engine = Engine.from_spec(spec, llm, cache, progress=progress)
+        engine = make_executor(spec, llm, cache, progress, batch_files)
         tasks = pipe.first_tasks(0)
         rounds = 0
         while True:
@@ -216,6 +230,9 @@ def build_spec(
         "started_at": started.isoformat(timespec="seconds"),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    batch = batch_info(spec, batch_files, totals)
+    if batch is not None:
+        build_info["llm"]["batch"] = batch
     from specc.emit import emit
 
     from specc.emit.report import write_report
