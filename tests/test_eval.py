@@ -255,3 +255,10 @@ def test_unreachable_or_wrong_targets_stop_the_run_with_exit_1(world):
                                 "-n", str(N), "--cache", str(world["cache"]), "-q", "--label", "probe"])
     assert r.exit_code == 1 and "401" in r.stderr and "OPENAI_API_KEY" in r.stderr
     assert r.stderr.count("\n") == 1
+    # OpenAI itself without a key: stopped before the suite is compiled, so before any call
+    before = calls(world)
+    r = runner.invoke(app, ["eval", "run", str(world["spec"]), "--model", "gpt-4o-mini", "-n", "30",
+                            "--cache", str(world["cache"]), "-q"])
+    assert r.exit_code == 1 and r.stderr.count("\n") == 1
+    assert "target gpt-4o-mini at https://api.openai.com/v1" in r.stderr and "OPENAI_API_KEY is not set" in r.stderr
+    assert calls(world) == before

@@ -281,6 +281,11 @@ def run_eval(
     ctxs = {name: eval_context(spec, ids[name]) for name in ids}
     target = {"label": label or tref.model, **tref.public(ids["target"])}
     results_path = _results_path(out_dir, label or tref.model, target)
+    # The target and the judge are made now, so a missing key stops the run before the suite is compiled.
+    with _naming("target", tref):
+        target_llm = make_llm(tref.settings(spec))
+    with _naming("judge", jref):
+        judge_llm = make_llm(jref.settings(spec))
     cache = Cache(Path(cache_path) if cache_path else default_cache_path(Path(spec_path)))
     try:
         with Progress(quiet=quiet) as progress:
@@ -297,14 +302,14 @@ def run_eval(
             tasks = [answer.render(ctxs["target"], principles[it.principle_id], AnswerInput(item=it, max_tokens=max_tokens))
                      for it in suite.items]
             with _naming("target", tref):
-                engine = _engine(spec, make_llm(tref.settings(spec)), cache, progress, target=True)
+                engine = _engine(spec, target_llm, cache, progress, target=True)
                 t_stats = _counts(engine.run_sync(tasks, pipe.on_result, pipe.on_failure))
             tasks = [grade.render(ctxs["judge"], principles[it.principle_id], GradeInput(item=it, reply=a.text))
                      for it in suite.items if (a := pipe.answers.get(it.id)) is not None and not a.failed]
             j_stats = {"calls": 0, "cached": 0, "failed": 0}
             if tasks:
                 with _naming("judge", jref):
-                    engine = _engine(spec, make_llm(jref.settings(spec)), cache, progress, target=False)
+                    engine = _engine(spec, judge_llm, cache, progress, target=False)
                     j_stats = _counts(engine.run_sync(tasks, pipe.on_result, pipe.on_failure))
     finally:
         cache.close()

@@ -25,7 +25,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from specc.errors import InputError, OutputError
+from specc.errors import InputError, OutputError, RunError
 from specc.eval.corpus import Corpus, contaminated, corpus_texts
 from specc.eval.kinds import HOLDOUT, KINDS, other_language, spread
 from specc.eval.stages import PER_CALL, Collector, EvalItem, ItemsInput, default_rubric, holdout_item, item_id
@@ -229,7 +229,7 @@ def compile_suite(spec: Spec, ctx: Context, engine: Callable[[], Any], *, n: int
         tasks = [t for (pid, kind), missing in sorted(short.items()) for t in c.ask(pid, kind, math.ceil(missing / PER_CALL))]
     items = [it for p in spec.principles for it in chosen[p.id]]
     if not items:
-        raise InputError("the suite has no items: the generator wrote none that could be used "
+        raise RunError("the suite has no items: the generator wrote none that could be used "
                          f"({', '.join(f'{k} {v}' for k, v in (c.pipe.drops + c.dropped).most_common(4)) or 'no answers'})")
     by_principle = {p.id: dict(Counter(it.kind for it in chosen[p.id])) for p in spec.principles}
     h = suite_hash(items)
