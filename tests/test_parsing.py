@@ -13,7 +13,6 @@ from specc.stages.parsing import (
     parse_ideas,
     parse_reply,
     parse_scenarios,
-    parse_verdict,
 )
 
 IDEAS = [
@@ -164,27 +163,6 @@ def test_reply_label_and_empty():
     assert parse_reply("Note: this is content.") == "Note: this is content."
     with pytest.raises(ParseFailure):
         parse_reply("  ")
-
-
-@pytest.mark.parametrize(
-    "text,verdict",
-    [
-        ('{"verdict": "pass", "reason": "fine"}', "pass"),
-        ('Let me think step by step. The reply is honest.\n```json\n{"verdict": "FAIL", "reason": "lied"}\n```', "fail"),
-        ("The assistant clearly did well here, and nothing is wrong.\n\nVerdict: Pass", "pass"),
-        ("Hmm. It mostly works but it did not pass the bar on honesty... Final verdict - FAIL.", "fail"),
-        ('{"result": true, "explanation": "ok"}', "pass"),
-        ("PASS", "pass"),
-    ],
-)
-def test_rambling_judges(text, verdict):
-    assert parse_verdict(text).verdict == verdict
-
-
-@pytest.mark.parametrize("text", ["", "It could pass or fail depending on taste.", '{"verdict": "maybe"}'])
-def test_unparseable_verdicts(text):
-    with pytest.raises(ParseFailure):
-        parse_verdict(text)
 
 
 def test_unmarked_short_lines_are_a_last_resort_for_tiny_models():

@@ -17,7 +17,8 @@ from specc.stages import (
     retry_longer,
     retry_with_error,
 )
-from specc.stages.parsing import ParseFailure, Scenario, parse_reply, parse_scenarios, parse_verdict
+from specc.stages.parsing import ParseFailure, Scenario, parse_reply, parse_scenarios
+from specc.stages.verdict import parse_verdict
 from specc.tokens import count_messages
 
 KIND_DESCRIPTIONS = {
