@@ -67,6 +67,11 @@ class PromptTemplate:
             ) from None
         except jinja2.TemplateError as e:
             raise InputError(f"{self.origin}: the {self.stage} template failed to render: {e}") from None
+        except (TypeError, ValueError, ArithmeticError, LookupError, AttributeError) as e:
+            # An expression the template evaluates (``{{ idea.title / 2 }}``) fails the same way.
+            raise InputError(
+                f"{self.origin}: the {self.stage} template failed to render: {type(e).__name__}: {e}"
+            ) from None
 
 
 def _compile(stage: str, source: str, origin: str) -> PromptTemplate:

@@ -14,6 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable
 
+from specc.errors import RunError, SpeccError
 from specc.generate.base import Generation, Message, SamplingParams
 from specc.prompts import PromptTemplate, load_templates
 from specc.quotas import compute_quotas
@@ -372,11 +373,20 @@ class Pipeline:
         }
         try:
             return handlers[task.stage](self, task, gen)
-        except Exception as e:  # noqa: BLE001 - one odd answer must not sink a long build; it is counted
-            self.drop(f"internal:{task.stage}_error", pid=task.principle_id)
+        except ParseFailure as e:  # an answer no parser expected: a model-output problem, counted
+            self.drop(f"internal:{task.stage}_unusable", pid=task.principle_id)
             if len(self.errors) < 20:
-                self.errors.append(f"{task.stage} {task.key[:12]}: {type(e).__name__}: {e}")
+                self.errors.append(f"{task.stage} {task.key[:12]}: {e}")
             return []
+        except SpeccError:
+            raise
+        except Exception as e:
+            # Anything else is a bug or a broken template, not a bad answer: counting it as a drop
+            # turned a broken build into an empty one that exited 0.
+            raise RunError(
+                f"the {task.stage} stage failed on a task for principle {task.principle_id!r} "
+                f"(key {task.key[:12]}): {type(e).__name__}: {e}; finished work is cached, so a rerun resumes"
+            ) from e
 
     def on_failure(self, task: Task, error: str) -> None:
         self.drop(f"generate:{task.stage}_failed", pid=task.principle_id)
