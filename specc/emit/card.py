@@ -52,7 +52,7 @@ It teaches a model how the assistant **{{ spec.assistant.name }}**{% if spec.ass
 
 Token budget: {{ m.tokens.budget | num }} ({{ m.tokens.tokenizer }}).
 {% for c in configs if not m.counts[c] %}
-This build has no {{ c }}, so the `{{ c }}` config is omitted.
+This build has no {{ c }}: the `{{ c }}` config is empty.
 {% endfor %}
 
 ### Per principle
@@ -179,6 +179,7 @@ def size_category(n: int) -> str:
 
 def front_matter(spec: Spec, manifest: dict) -> str:
     configs = manifest["configs"]
+    paths = {c: [s["path"] for s in manifest["shards"] if s["config"] == c] for c in configs}
     data = DatasetCardData(
         language=[spec.language],
         license=spec.license,
@@ -187,8 +188,10 @@ def front_matter(spec: Spec, manifest: dict) -> str:
         task_categories=["text-generation"],
         tags=TAGS,
         dataset_info=[{"config_name": c, "features": _features(SCHEMAS[c])} for c in configs] or None,
+        # Files listed by name, never by glob: a name carries its content hash, so `datasets`
+        # never serves a previous build's rows from its cache.
         configs=[
-            {"config_name": c, "data_files": [{"split": "train", "path": f"{c}/train-*"}]} for c in configs
+            {"config_name": c, "data_files": [{"split": "train", "path": paths[c]}]} for c in configs
         ]
         or None,
     )

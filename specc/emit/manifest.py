@@ -98,7 +98,8 @@ def build_manifest(spec: Spec, build_info: dict, rows: dict[str, list[SizedRow]]
         "llm": {k: llm.get(k) for k in LLM_KEYS if k in llm},
         "rounds": build_info.get("rounds"),
         "dedup": build_info.get("dedup") or {},
-        "configs": [c for c in CONFIGS if rows[c]],
+        # Every config, even an empty one: `load_dataset(out, "demonstrations")` must not raise.
+        "configs": list(CONFIGS),
         "shards": [s.to_dict() for s in shards],
         "hub": {"repo": hub.repo, "private": hub.private},
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
