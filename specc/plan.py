@@ -61,14 +61,14 @@ def downstream_tasks(ctx: Context, task: Task) -> dict[str, Task]:
     kind = task.meta["kind"]
     sc = proto_scenario(kind)
     out = {"reply": demos_mod.reply_task(ctx, p, kind, sc, r)}
-    if ctx.spec.corpus.demonstrations.judge:
+    if ctx.judge:
         out["judge"] = demos_mod.judge_task(ctx, p, kind, sc, proto_reply(ctx.spec), r)
     return out
 
 
 def children_per(ctx: Context, task: Task) -> dict[str, int]:
     """How many tasks of each stage one task is expected to spawn (retries not counted)."""
-    judge = ctx.spec.corpus.demonstrations.judge
+    judge = ctx.judge
     if task.stage == "ideas":
         return {"document": task.meta["k"]}
     if task.stage == "scenarios":
@@ -166,7 +166,7 @@ def make_plan(spec: Spec, *, model: str | None = None, cache=None, ctx: Context 
     sizing = ctx.sizing()
     first = Pipeline(ctx).first_tasks(0)
     stages = {s: StageEstimate() for s in STAGE_ORDER}
-    if not spec.corpus.demonstrations.judge:
+    if not ctx.judge:
         del stages["judge"]
     per: dict[str, dict] = {
         p.id: {"ideas_tasks": 0, "documents": 0, "scenarios_tasks": 0, "demonstrations": 0,

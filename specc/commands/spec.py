@@ -47,8 +47,16 @@ def validate(specs: list[Path] = typer.Argument(..., help="Spec files to check."
             f"({c.mix.documents:.0%} documents, {c.mix.demonstrations:.0%} demonstrations)",
             markup=False,
         )
+        _warn_pairings(spec)
     if failed:
         raise typer.Exit(2)
+
+
+def _warn_pairings(spec) -> None:
+    from specc.spec.advice import warnings
+
+    for w in warnings(spec):
+        err_console.print(f"warning: {w}", markup=False)
 
 
 @command("schema")

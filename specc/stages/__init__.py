@@ -24,6 +24,8 @@ from specc.stages.parsing import ParseFailure, Scenario
 from specc.tokens import Tokenizer, count_messages, get_tokenizer
 
 FIRST_STAGES = ("ideas", "scenarios")
+STAGE_KIND = {"ideas": "document", "document": "document", "scenarios": "demonstration", "reply": "demonstration",
+              "judge": "demonstration"}
 DOWNSTREAM = {"ideas": ("document",), "scenarios": ("reply", "judge")}
 # Share of max_tokens an answer typically uses: for estimates and for how many records a quota
 # needs (Sizing), never for what a prompt says.
@@ -99,16 +101,23 @@ class Context:
     templates: dict[str, PromptTemplate]
     tokenizer: Tokenizer
     spec_text: str = ""
+    preset: str = "default"  # the built-in prompt set in use
+    judge: bool = True  # whether demonstrations are judged (``specc.spec.advice.judge_for``)
     _sizing: dict[str, Sizing] | None = field(default=None, repr=False)
 
     @classmethod
     def create(cls, spec: Spec, model: str) -> Context:
+        from specc.spec.advice import judge_for, preset_for
+
+        preset = preset_for(spec, model)
         return cls(
             spec=spec,
             model=model,
-            templates=load_templates(spec),
+            templates=load_templates(spec, preset),
             tokenizer=get_tokenizer(spec.corpus.budget.tokenizer, spec.base_dir),
             spec_text=format_spec(spec) if spec.corpus.context == "spec" else "",
+            preset=preset,
+            judge=judge_for(spec, model),
         )
 
     def sizing(self) -> dict[str, Sizing]:
@@ -327,7 +336,7 @@ def recover_list(pipe: "Pipeline", task: Task, gen: Generation, failure: ParseFa
     retry = retry or retry_with_error(task, gen.text, failure, JSON_AGAIN)
     if retry:
         return [retry]
-    pipe.drop(f"{stage}:{failure.reason}", pid=task.principle_id)
+    pipe.drop(f"{stage}:{failure.reason}", task=task)
     return []
 
 
@@ -342,6 +351,9 @@ class Pipeline:
     records: list[Record] = field(default_factory=list)
     drops: Counter = field(default_factory=Counter)
     drops_by_principle: dict[str, Counter] = field(default_factory=dict)
+    drops_by_slot: dict[tuple[str, str], Counter] = field(default_factory=dict)  # (principle, kind) -> reasons
+    # Answers per (principle, stage), retries not counted: the "of N" when a build falls short.
+    answers: Counter = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
     ideas_count: int = 0
     scenarios_count: int = 0
@@ -371,10 +383,12 @@ class Pipeline:
             "reply": demonstrations.on_reply,
             "judge": demonstrations.on_judge,
         }
+        if not (task.meta.get("parse_retry") or task.meta.get("length_retry")):
+            self.answers[(task.principle_id, task.stage)] += 1
         try:
             return handlers[task.stage](self, task, gen)
         except ParseFailure as e:  # an answer no parser expected: a model-output problem, counted
-            self.drop(f"internal:{task.stage}_unusable", pid=task.principle_id)
+            self.drop(f"internal:{task.stage}_unusable", task=task)
             if len(self.errors) < 20:
                 self.errors.append(f"{task.stage} {task.key[:12]}: {e}")
             return []
@@ -389,13 +403,18 @@ class Pipeline:
             ) from e
 
     def on_failure(self, task: Task, error: str) -> None:
-        self.drop(f"generate:{task.stage}_failed", pid=task.principle_id)
+        self.drop(f"generate:{task.stage}_failed", task=task)
 
-    def drop(self, reason: str, n: int = 1, *, pid: str | None = None) -> None:
-        if n:
-            self.drops[reason] += n
-            if pid:
-                self.drops_by_principle.setdefault(pid, Counter())[reason] += n
+    def drop(self, reason: str, n: int = 1, *, pid: str | None = None, task: Task | None = None) -> None:
+        """Count ``n`` drops for ``reason``, by principle and, given the task, by principle × kind."""
+        if not n:
+            return
+        pid = pid or (task.principle_id if task else None)
+        self.drops[reason] += n
+        if pid:
+            self.drops_by_principle.setdefault(pid, Counter())[reason] += n
+        if task is not None:
+            self.drops_by_slot.setdefault((task.principle_id, STAGE_KIND[task.stage]), Counter())[reason] += n
 
     def sorted_records(self) -> list[Record]:
         """Records in a stable order, whatever order the tasks finished in."""

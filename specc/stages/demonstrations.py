@@ -120,12 +120,12 @@ def on_scenarios(pipe: Pipeline, task: Task, gen: Generation) -> list[Task]:
         scenarios, truncated, invalid = parse_scenarios(gen.text, kind)
     except ParseFailure as f:
         return recover_list(pipe, task, gen, f, "scenarios")
-    pipe.drop("scenarios:invalid", invalid, pid=task.principle_id)
+    pipe.drop("scenarios:invalid", invalid, task=task)
     seen: set[str] = set()
     kept: list[Scenario] = []
     for s in scenarios:
         if s.identity() in seen:
-            pipe.drop("scenarios:duplicate", pid=task.principle_id)
+            pipe.drop("scenarios:duplicate", task=task)
             continue
         seen.add(s.identity())
         if len(kept) < task.meta["n"]:
@@ -148,7 +148,7 @@ def on_reply(pipe: Pipeline, task: Task, gen: Generation) -> list[Task]:
         )
         if retry:
             return [retry]
-        pipe.drop(f"parse:{f.reason}", pid=task.principle_id)
+        pipe.drop(f"parse:{f.reason}", task=task)
         return []
     scenario = Scenario.model_validate(task.meta["scenario"])
     draft = {
@@ -157,7 +157,7 @@ def on_reply(pipe: Pipeline, task: Task, gen: Generation) -> list[Task]:
         | {"demo_kind": task.meta["kind"], "scenario": task.meta["scenario"], "partner": task.meta["partner"],
            "parent_key": task.meta["parent_key"]},
     }
-    if ctx.spec.corpus.demonstrations.judge:
+    if ctx.judge:
         p = ctx.spec.principle(task.principle_id)
         return [judge_task(ctx, p, task.meta["kind"], scenario, reply, task.meta["round"], draft)]
     _add_demo(pipe, task.principle_id, task.meta["kind"], draft)
@@ -171,10 +171,10 @@ def on_judge(pipe: Pipeline, task: Task, gen: Generation) -> list[Task]:
         retry = retry_with_error(task, gen.text, f, JSON_AGAIN)
         if retry:
             return [retry]
-        pipe.drop("judge:unparseable", pid=task.principle_id)
+        pipe.drop("judge:unparseable", task=task)
         return []
     if verdict.verdict != "pass":
-        pipe.drop("judge:fail", pid=task.principle_id)
+        pipe.drop("judge:fail", task=task)
         return []
     draft = task.meta["draft"]
     judged = {"verdict": verdict.verdict, "reason": verdict.reason, "task_key": task.key,

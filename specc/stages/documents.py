@@ -54,14 +54,14 @@ def on_ideas(pipe: Pipeline, task: Task, gen: Generation) -> list[Task]:
         ideas, truncated, invalid = parse_ideas(gen.text)
     except ParseFailure as f:
         return recover_list(pipe, task, gen, f, "ideas")
-    pipe.drop("ideas:invalid", invalid, pid=task.principle_id)
+    pipe.drop("ideas:invalid", invalid, task=task)
     p = ctx.spec.principle(task.principle_id)
     seen = set(pipe.prior_ideas.get(p.id, ()))
     kept: list[Idea] = []
     for idea in ideas:
         key = idea.normalised_title()
         if key in seen:
-            pipe.drop("ideas:duplicate", pid=task.principle_id)
+            pipe.drop("ideas:duplicate", task=task)
             continue
         seen.add(key)
         if len(kept) < task.meta["k"]:
@@ -87,7 +87,7 @@ def on_document(pipe: Pipeline, task: Task, gen: Generation) -> list[Task]:
         )
         if retry:
             return [retry]
-        pipe.drop(f"parse:{f.reason}", pid=task.principle_id)
+        pipe.drop(f"parse:{f.reason}", task=task)
         return []
     meta = ctx.provenance(task, gen) | {
         k: task.meta[k] for k in ("genre", "idea", "tone", "target_words", "parent_key")
