@@ -36,6 +36,8 @@ class BuildResult:
     rounds: int
     generated: Counter = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
+    short: list = field(default_factory=list)  # specc.curate.shortfall.Short: quotas under half their target
+    pushed: bool = False
 
     @property
     def kept_tokens(self) -> int:
@@ -55,6 +57,7 @@ class BuildResult:
             "generated": dict(self.generated),
             "dropped": dict(sorted(self.dropped.items())),
             "rounds": self.rounds,
+            "short": [s.to_dict() for s in self.short],
         }
 
 
@@ -91,6 +94,7 @@ def run_build(
     push: bool = False,
     max_usd: float | None = None,
     budget: int | None = None,
+    allow_short: bool = False,
 ) -> BuildResult:
     """Build the corpus for the spec at ``spec_path``; a rerun of an unchanged spec makes no LLM call."""
     from specc.generate.cache import default_cache_path
@@ -99,7 +103,7 @@ def run_build(
     spec = with_overrides(load_spec(spec_path), max_usd=max_usd, budget=budget)
     return build_spec(
         spec, out=out, provider=provider, model=model, base_url=base_url,
-        cache_path=cache_path or default_cache_path(Path(spec_path)), quiet=quiet, push=push,
+        cache_path=cache_path or default_cache_path(Path(spec_path)), quiet=quiet, push=push, allow_short=allow_short,
     )
 
 
@@ -113,21 +117,38 @@ def build_spec(
     base_url: str | None = None,
     quiet: bool = False,
     push: bool = False,
+    allow_short: bool = False,
     llm=None,
 ) -> BuildResult:
-    """Build from a loaded spec (``llm`` overrides the provider the spec and flags name)."""
-    from specc.generate.cache import Cache
-    from specc.curate import Curator
-    from specc.generate.engine import Engine
-    from specc.generate.factory import make_llm
-    from specc.plan import plan_topup
-    from specc.generate.progress import Progress
-    from specc.stages import Context, Pipeline
+    """Build from a loaded spec (``llm`` overrides the provider the spec and flags name).
+
+    A build that falls short (``BuildResult.short``) is written but not pushed unless
+    ``allow_short``. The output folder is locked for the whole build, so a second build into
+    it fails at once instead of deleting this one's temporary folders.
+    """
+    from specc.emit import output_lock
 
     if push and not spec.output.hub.repo:
         raise InputError("--push needs output.hub.repo in the spec (ORG/NAME)")
-    started = datetime.now(timezone.utc)
     out_dir = output_dir(spec, out)
+    with output_lock(out_dir):
+        return _build_locked(spec, out_dir, cache_path=cache_path, provider=provider, model=model,
+                             base_url=base_url, quiet=quiet, push=push, allow_short=allow_short, llm=llm)
+
+
+def _build_locked(spec: Spec, out_dir: Path, *, cache_path, provider, model, base_url, quiet, push, allow_short,
+                  llm) -> BuildResult:
+    from specc.curate import Curator
+    from specc.curate.shortfall import Hints, diagnose
+    from specc.generate.cache import Cache
+    from specc.generate.engine import Engine
+    from specc.generate.factory import make_llm
+    from specc.generate.progress import Progress
+    from specc.plan import plan_topup
+    from specc.spec.advice import embedded
+    from specc.stages import Context, Pipeline
+
+    started = datetime.now(timezone.utc)
     curator = Curator(spec)  # fails now, not after generation, on a bad decontamination file
     llm = llm or make_llm(spec.generator, provider=provider, model=model, base_url=base_url)
     cache = Cache(Path(cache_path))
@@ -170,12 +191,19 @@ def build_spec(
             result, rounds = asyncio.run(generate_and_close())
     finally:
         cache.close()
-    if not result.kept:
-        reasons = Counter(pipe.drops) + Counter(result.dropped)
-        top = ", ".join(f"{k} {v}" for k, v in reasons.most_common(6)) or "nothing was generated"
-        raise RunError(f"the build produced no records ({top}); generations are cached, so a rerun resumes")
 
+    slots: dict[tuple[str, str], Counter] = {}
+    for source in (pipe.drops_by_slot, result.dropped_by_slot):
+        for key, c in source.items():
+            slots.setdefault(key, Counter()).update(c)
+    hints = Hints(spec.assistant.name, embedded(llm.id), ctx.preset == "small")
+    short = diagnose(result.quotas, slots, pipe.answers, result.curated, hints)
     dropped = Counter(pipe.drops) + Counter(result.dropped)
+    if not result.kept:
+        top = ", ".join(f"{k} {v}" for k, v in dropped.most_common(6)) or "nothing was generated"
+        why = "".join(f"\n  {s.line()}" for s in short)
+        raise RunError(f"the build produced no records ({top}); generations are cached, so a rerun resumes{why}")
+
     by_principle: dict[str, dict] = {}
     for source in (pipe.drops_by_principle, result.dropped_by_principle):
         for pid, c in source.items():
@@ -193,6 +221,8 @@ def build_spec(
         "dropped_by_principle": {p: dict(sorted(c.items())) for p, c in sorted(by_principle.items())},
         "quotas": result.quotas,
         "rounds": rounds,
+        "judge": ctx.judge,
+        "short": [s.to_dict() for s in short],
         "dedup": result.dedup_params,
         "started_at": started.isoformat(timespec="seconds"),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -202,12 +232,12 @@ def build_spec(
     from specc.emit.report import write_report
 
     manifest = emit(result.kept, spec, out_dir, build_info=build_info, extra_writers=[write_report])
-    if push:
+    pushed = push and (allow_short or not short)
+    if pushed:
         from specc.emit.hub import push as push_to_hub
 
         push_to_hub(out_dir, spec.output.hub.repo, private=spec.output.hub.private)
     generated = Counter({"ideas": pipe.ideas_count, "scenarios": pipe.scenarios_count})
     generated.update(r.kind for r in pipe.records)
     return BuildResult(spec, out_dir, manifest, result.kept, build_info["llm"], per_stage, dropped, rounds,
-                       generated, list(pipe.errors))
-
+                       generated, list(pipe.errors), short, pushed)

@@ -9,7 +9,7 @@ import typer
 from rich.text import Text
 
 from specc.cli import command, console
-from specc.errors import InputError
+from specc.errors import InputError, ShortBuildError
 from specc.tables import table as _tbl
 
 SPEC_ARG = typer.Argument(..., help="The spec file (YAML).")
@@ -56,8 +56,11 @@ def plan_cmd(
     finally:
         if handle is not None:
             handle.close()
+    from specc.spec.advice import warnings
+
+    advice = warnings(spec, plan.model)
     if as_json:
-        typer.echo(json.dumps(plan.to_dict(), indent=2))
+        typer.echo(json.dumps({**plan.to_dict(), "warnings": advice}, indent=2))
         return
     _say(f"{spec.name} {spec.version}: {len(spec.principles)} principles, model {plan.model}, "
          f"budget {spec.corpus.budget.tokens:,} tokens")
@@ -89,6 +92,8 @@ def plan_cmd(
         _say(f"no cache at {cache_file}: every task would run")
     for note in plan.notes:
         _say(f"note: {note}")
+    for w in advice:
+        _say(f"warning: {w}")
 
 
 @command("diff")
@@ -138,12 +143,20 @@ def build_cmd(
     push: bool = typer.Option(False, "--push", help="Upload the result to output.hub.repo on the Hugging Face Hub."),
     max_usd: float | None = typer.Option(None, "--max-usd", min=0, help="Stop when this much has been spent (overrides generator.max_usd)."),
     budget: int | None = BUDGET_OPT,
+    allow_short: bool = typer.Option(
+        False, "--allow-short",
+        help="Exit 0 even when a principle's documents or demonstrations end below half of their quota "
+        "(the corpus is written either way; without this flag such a build exits 1 and is not pushed)."),
 ) -> None:
-    """Generate, curate and write the corpus; a rerun of an unchanged spec makes no LLM call."""
+    """Generate, curate and write the corpus; a rerun of an unchanged spec makes no LLM call.
+
+    Exits 1 when any principle's documents or demonstrations end below half of their quota,
+    after writing what was kept, with one line per shortfall naming its cause and fix.
+    """
     from specc.build import run_build
 
     r = run_build(spec_path, out=out, provider=provider, model=model, base_url=base_url, cache_path=cache,
-                  quiet=quiet, push=push, max_usd=max_usd, budget=budget)
+                  quiet=quiet, push=push, max_usd=max_usd, budget=budget, allow_short=allow_short)
     counts = r.counts()
     budget = r.spec.corpus.budget.tokens
     llm = r.llm
@@ -157,4 +170,15 @@ def build_cmd(
         _say("dropped: " + ", ".join(f"{k} {v:,}" for k, v in r.dropped.most_common()))
     for e in r.errors[:5]:
         _say(f"warning: {e}")
-    _say(f"wrote {r.out_dir}" + (f" and pushed it to {r.spec.output.hub.repo}" if push else ""))
+    _say(f"wrote {r.out_dir}" + (f" and pushed it to {r.spec.output.hub.repo}" if r.pushed else ""))
+    if not r.short:
+        return
+    lines = "".join(f"\n  {s.line()}" for s in r.short)
+    head = f"{len(r.short)} principle × kind quota(s) ended below half of their target:"
+    if allow_short:
+        _say(f"warning: {head}{lines}")
+        return
+    raise ShortBuildError(
+        f"{head}{lines}\nthe corpus was written to {r.out_dir}" + (" but not pushed" if push else "")
+        + "; fix the causes above, or pass --allow-short to accept it"
+    )

@@ -27,6 +27,8 @@ class CurateResult:
     kept: list[Record]
     dropped: Counter[str] = field(default_factory=Counter)
     dropped_by_principle: dict[str, Counter[str]] = field(default_factory=dict)
+    dropped_by_slot: dict[tuple[str, str], Counter[str]] = field(default_factory=dict)  # (principle, kind)
+    curated: Counter[tuple[str, str]] = field(default_factory=Counter)  # records in, by (principle, kind)
     quotas: list[dict] = field(default_factory=list)
     shortfall: dict[tuple[str, str], int] = field(default_factory=dict)
     dedup_params: dict = field(default_factory=dict)
@@ -89,7 +91,9 @@ class Curator:
         # generation finished in.
         ordered = sorted(records, key=lambda r: (r.id, r.principle_id))
         # Counters start from zero on every run; the loaded eval tables are reused.
-        self.filter.drops, self.decontam.drops, self.decontam.by_source = Counter(), Counter(), Counter()
+        for step in (self.filter, self.decontam):
+            step.drops, step.kind_drops = Counter(), Counter()
+        self.decontam.by_source = Counter()
         steps: list[Step] = [self.filter]
         near = NearDedup(**self._near_args)
         if self.dedup:
@@ -107,15 +111,20 @@ class Curator:
 
         dropped: Counter[str] = Counter()
         by_principle: dict[str, Counter[str]] = {}
+        by_slot: dict[tuple[str, str], Counter[str]] = {}
         for step in steps:
             for (reason, pid), n in step.drops.items():
                 key = f"{step.name}:{reason}"
                 dropped[key] += n
                 by_principle.setdefault(pid, Counter())[key] += n
+            for (reason, pid, kind), n in step.kind_drops.items():
+                by_slot.setdefault((pid, kind), Counter())[f"{step.name}:{reason}"] += n
         return CurateResult(
             kept=kept,
             dropped=dropped,
             dropped_by_principle=by_principle,
+            dropped_by_slot=by_slot,
+            curated=Counter((r.principle_id, r.kind) for r in ordered),
             quotas=budget.report,
             shortfall=budget.shortfall,
             dedup_params={**near.params, "enabled": self.dedup},

@@ -22,12 +22,14 @@ class Step:
 
     def __init__(self) -> None:
         self.drops: Counter[tuple[str, str]] = Counter()  # (reason, principle_id) -> records
+        self.kind_drops: Counter[tuple[str, str, str]] = Counter()  # (reason, principle_id, kind) -> records
 
     def filter(self, record: Record) -> bool | tuple[bool, str]:
         raise NotImplementedError
 
     def drop(self, record: Record, reason: str) -> None:
         self.drops[(reason, record.principle_id)] += 1
+        self.kind_drops[(reason, record.principle_id, record.kind)] += 1
 
     def __call__(self, records: Iterable[Record]) -> Iterator[Record]:
         for record in records:

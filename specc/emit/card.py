@@ -40,7 +40,7 @@ It teaches a model how the assistant **{{ spec.assistant.name }}**{% if spec.ass
   knowledge about the world, before any fine-tuning. Train on the `text` column as plain language-model data.
 * **`demonstrations`**: chat conversations in which the assistant follows the principles, for supervised
   fine-tuning. The `messages` column is in the conversational format most trainers accept.
-  {%- if spec.corpus.demonstrations.judge %} Every demonstration was graded by a judge; failing ones were dropped.{% endif %}
+  {%- if m.judge %} Every demonstration was graded by a judge; failing ones were dropped.{% endif %}
 
 
 ## Contents
@@ -51,6 +51,13 @@ It teaches a model how the assistant **{{ spec.assistant.name }}**{% if spec.ass
 {% endfor %}| **total** | {{ (m.counts.documents + m.counts.demonstrations) | num }} | {{ m.tokens.total | num }} | {{ m.shards | length }} |
 
 Token budget: {{ m.tokens.budget | num }} ({{ m.tokens.tokenizer }}).
+{% if m.short %}
+
+**This build fell short of its quotas** (below half of the target):
+{% for s in m.short %}
+- {{ s.line }}
+{% endfor %}
+{% endif %}
 {% for c in configs if not m.counts[c] %}
 This build has no {{ c }}: the `{{ c }}` config is empty.
 {% endfor %}

@@ -97,6 +97,9 @@ def build_manifest(spec: Spec, build_info: dict, rows: dict[str, list[SizedRow]]
         "dropped": _sorted(dict(build_info.get("dropped") or {})),
         "llm": {k: llm.get(k) for k in LLM_KEYS if k in llm},
         "rounds": build_info.get("rounds"),
+        "judge": bool(build_info.get("judge", spec.corpus.demonstrations.judge is not False)),
+        # Principle × kind quotas that ended under half their target, with the likely cause and fix.
+        "short": list(build_info.get("short") or []),
         "dedup": build_info.get("dedup") or {},
         # Every config, even an empty one: `load_dataset(out, "demonstrations")` must not raise.
         "configs": list(CONFIGS),
