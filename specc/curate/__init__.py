@@ -1,4 +1,4 @@
-"""The curation pass: quality filters, exact and near dedup, decontamination, token budget."""
+"""The curation pass: quality and scaffolding filters, exact and near dedup, decontamination, token budget."""
 
 from __future__ import annotations
 
@@ -86,6 +86,7 @@ class Curator:
         """Filter, dedup, decontaminate and select ``records`` to the budget."""
         from specc.curate.budget import BudgetSelector
         from specc.curate.dedup import ExactDedup, NearDedup
+        from specc.curate.scaffold import ScaffoldFilter
 
         # Sorted first so every "keep the first" rule keeps the same record whatever order
         # generation finished in.
@@ -94,7 +95,7 @@ class Curator:
         for step in (self.filter, self.decontam):
             step.drops, step.kind_drops = Counter(), Counter()
         self.decontam.by_source = Counter()
-        steps: list[Step] = [self.filter]
+        steps: list[Step] = [self.filter, ScaffoldFilter.from_spec(self.spec)]
         near = NearDedup(**self._near_args)
         if self.dedup:
             steps += [ExactDedup(), near]

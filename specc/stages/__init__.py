@@ -76,6 +76,19 @@ def format_example(e) -> str:
     return "-" + "\n".join(parts)[1:]
 
 
+def spec_content(*principles: Principle | None) -> list[str]:
+    """The spec's own words about ``principles``: what a record may quote without echoing its prompt."""
+    out: list[str] = []
+    for p in principles:
+        if p is None:
+            continue
+        out += [p.title, p.statement, p.rationale, *p.subrules]
+        for e in p.examples:
+            if not e.holdout:
+                out += [e.system or "", e.user, e.good or "", e.bad or "", e.note]
+    return out
+
+
 def format_spec(spec: Spec) -> str:
     """The whole spec as prompt text, for ``corpus.context: spec``."""
     head = f"Assistant: {spec.assistant.name}" + (f", developed by {spec.assistant.developer}" if spec.assistant.developer else "")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from specc.curate.scaffold import brief_pieces
 from specc.generate.base import Generation, Message
 from specc.records import Record, Task, sha256_hex
 from specc.spec.schema import Principle, Spec
@@ -16,6 +17,7 @@ from specc.stages import (
     recover_list,
     retry_longer,
     retry_with_error,
+    spec_content,
 )
 from specc.stages.parsing import ParseFailure, Scenario, parse_reply, parse_scenarios
 from specc.stages.verdict import parse_verdict
@@ -151,14 +153,18 @@ def on_reply(pipe: Pipeline, task: Task, gen: Generation) -> list[Task]:
         pipe.drop(f"parse:{f.reason}", task=task)
         return []
     scenario = Scenario.model_validate(task.meta["scenario"])
+    p = ctx.spec.principle(task.principle_id)
+    partner = ctx.spec.principle(task.meta["partner"]) if task.meta["partner"] else None
+    # The teacher's system prompt is the reply's brief; the user's turns are the record itself.
+    content = spec_content(p, partner) + [ctx.spec_text, scenario.system or ""]
     draft = {
+        "brief": brief_pieces([task.messages[0]["content"]], content),
         "messages": scenario.messages() + [{"role": "assistant", "content": reply}],
         "meta": ctx.provenance(task, gen)
         | {"demo_kind": task.meta["kind"], "scenario": task.meta["scenario"], "partner": task.meta["partner"],
            "parent_key": task.meta["parent_key"]},
     }
     if ctx.judge:
-        p = ctx.spec.principle(task.principle_id)
         return [judge_task(ctx, p, task.meta["kind"], scenario, reply, task.meta["round"], draft)]
     _add_demo(pipe, task.principle_id, task.meta["kind"], draft)
     return []
@@ -193,5 +199,6 @@ def _add_demo(pipe: Pipeline, pid: str, kind: str, draft: dict) -> None:
             demo_kind=kind,
             tokens=count_messages(pipe.ctx.tokenizer, messages),
             meta=dict(draft["meta"]),
+            brief=draft["brief"],
         )
     )

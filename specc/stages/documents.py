@@ -5,7 +5,8 @@ from __future__ import annotations
 from specc.generate.base import Generation
 from specc.records import Record, Task, sha256_hex
 from specc.spec.schema import Principle
-from specc.stages import Context, Pipeline, max_tokens_for, recover_list, retry_longer, retry_with_error
+from specc.curate.scaffold import brief_pieces
+from specc.stages import Context, Pipeline, max_tokens_for, recover_list, retry_longer, retry_with_error, spec_content
 from specc.stages.parsing import Idea, ParseFailure, parse_document, parse_ideas
 
 TONES = ("neutral", "warm", "critical", "enthusiastic", "sceptical", "formal", "conversational", "reflective")
@@ -92,6 +93,7 @@ def on_document(pipe: Pipeline, task: Task, gen: Generation) -> list[Task]:
     meta = ctx.provenance(task, gen) | {
         k: task.meta[k] for k in ("genre", "idea", "tone", "target_words", "parent_key")
     }
+    content = spec_content(ctx.spec.principle(task.principle_id)) + [ctx.spec_text, *task.meta["idea"].values()]
     pipe.records.append(
         Record(
             kind="document",
@@ -100,6 +102,7 @@ def on_document(pipe: Pipeline, task: Task, gen: Generation) -> list[Task]:
             genre=task.meta["genre"],
             tokens=ctx.tokenizer.count(text),
             meta=meta,
+            brief=brief_pieces([m["content"] for m in task.messages], content),
         )
     )
     return []
