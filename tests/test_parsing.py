@@ -174,3 +174,7 @@ def test_unmarked_short_lines_are_a_last_resort_for_tiny_models():
     assert [s.turns[-1].content for s in scenarios] == ["Is my battery covered after 14 months?"]
     with pytest.raises(ParseFailure):
         parse_scenarios("I cannot think of anything to write here at all.", "direct")
+    framed, _, _ = parse_scenarios('1. A user could ask: "Is my battery covered?"\n2. Question 2: Can I return it?', "direct")
+    assert [s.turns[-1].content for s in framed] == ["Is my battery covered?", "Can I return it?"]
+    answered, _, _ = parse_scenarios("1. **How do I fix the brakes?**\n   Answer: use this code:\n```python\nfix()\n```", "direct")
+    assert [s.turns[-1].content for s in answered] == ["How do I fix the brakes?"]

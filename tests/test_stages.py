@@ -288,3 +288,21 @@ def test_only_the_first_k_ideas_and_n_scenarios_get_children():
     scen = json.dumps({"scenarios": [{"turns": [{"role": "user", "content": f"Question {i} about refunds?"}]} for i in range(3)]})
     replies = pipe.on_result(s2, gen(scen))
     assert [t.meta["scenario"]["turns"][0]["content"] for t in replies] == ["Question 0 about refunds?", "Question 1 about refunds?"]
+
+
+def test_the_small_prompt_set_retries_a_list_in_its_own_terms():
+    """A tiny model asked for a numbered list is asked again for the list, never shown a JSON schema."""
+    d = spec_dict(1, demonstrations={"kinds": ["direct"], "per_kind": 2})
+    d["templates"] = "small"
+    seen = []
+
+    def respond(t):
+        seen.append(t)
+        return "Nova is an assistant " + "and it is very good at many things that people like " * 4
+
+    pipe, _ = run(Spec.model_validate(d), respond)
+    retries = [t for t in seen if t.meta.get("parse_retry")]
+    assert {t.stage for t in retries} == {"ideas", "scenarios"}
+    for t in retries:
+        assert "numbered list" in t.messages[-1]["content"] and "{" not in t.messages[-1]["content"]
+    assert pipe.drops["ideas:unparseable"] and pipe.drops["scenarios:unparseable"]

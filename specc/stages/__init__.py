@@ -343,10 +343,18 @@ def retry_longer(task: Task) -> Task | None:
 JSON_AGAIN = "Answer again with only the JSON object described above."
 
 
+LIST_AGAIN = "Write only the numbered list asked for above, one item per line."
+
+
 def recover_list(pipe: "Pipeline", task: Task, gen: Generation, failure: ParseFailure, stage: str) -> list[Task]:
     """After an unparseable list answer: retry longer if it was cut off, else once with the error shown, else drop."""
     retry = retry_longer(task) if gen.finish_reason == "length" else None
-    retry = retry or retry_with_error(task, gen.text, failure, JSON_AGAIN)
+    if pipe.ctx.preset == "small":
+        # The small prompts ask for a numbered list: a JSON schema in the retry only confuses a tiny model.
+        failure, again = ParseFailure(failure.reason, "it was not a numbered list"), LIST_AGAIN
+    else:
+        again = JSON_AGAIN
+    retry = retry or retry_with_error(task, gen.text, failure, again)
     if retry:
         return [retry]
     pipe.drop(f"{stage}:{failure.reason}", task=task)

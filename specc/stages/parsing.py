@@ -110,6 +110,12 @@ def bullet_blocks(text: str) -> list[list[str]]:
     return blocks
 
 
+# The prompt's framing written before a question: 'A user could ask: "..."', "Question 2: ...".
+_ASKER = re.compile(
+    r"^(?:an? )?(?:user|customer|person|someone|question)(?: \d+)?(?: (?:could|might|would|may|can) ask| asks)?"
+    r"\s*[:\-–—]\s*",
+    re.I,
+)
 _CHATTER = re.compile(r"^(i|i'm|i am|i'll|sorry|sure|okay|ok|here|certainly|of course)\b", re.I)
 
 
@@ -308,7 +314,12 @@ def parse_scenarios(text: str, kind: str) -> tuple[list[Scenario], bool, int]:
         items = []
         for block in bullet_blocks(text) or plain_lines(text, max_words=60, question=True):
             f = _labelled(block)
-            user = f.get("user") or " ".join(b for b in block if not _LABEL.match(b)).strip().strip('"“”')
+            lines = [b for b in block if not _LABEL.match(b)]
+            # A question on the item's first line is the item; what follows it is the model's answer or noise.
+            if lines and lines[0].rstrip('"“” ').endswith("?"):
+                lines = lines[:1]
+            user = f.get("user") or " ".join(lines).strip().strip('"“”')
+            user = _ASKER.sub("", user).strip().strip('"“”')
             items.append({"system": f.get("system") or f.get("operator"), "user": user})
     scenarios, bad = _validate_items(items, Scenario)
     if kind == "multi_turn":
