@@ -38,6 +38,7 @@ class BuildResult:
     errors: list[str] = field(default_factory=list)
     short: list = field(default_factory=list)  # specc.curate.shortfall.Short: quotas under half their target
     pushed: bool = False
+    short_kinds: list[dict] = field(default_factory=list)  # kinds under half their quota: the build failed
 
     @property
     def kept_tokens(self) -> int:
@@ -58,6 +59,7 @@ class BuildResult:
             "dropped": dict(sorted(self.dropped.items())),
             "rounds": self.rounds,
             "short": [s.to_dict() for s in self.short],
+            "short_kinds": self.short_kinds,
         }
 
 
@@ -122,8 +124,8 @@ def build_spec(
 ) -> BuildResult:
     """Build from a loaded spec (``llm`` overrides the provider the spec and flags name).
 
-    A build that falls short (``BuildResult.short``) is written but not pushed unless
-    ``allow_short``. The output folder is locked for the whole build, so a second build into
+    A build whose documents or demonstrations fall under half of their quota
+    (``BuildResult.short_kinds``) is written but not pushed unless ``allow_short``. The output folder is locked for the whole build, so a second build into
     it fails at once instead of deleting this one's temporary folders.
     """
     from specc.emit import output_lock
@@ -139,7 +141,7 @@ def build_spec(
 def _build_locked(spec: Spec, out_dir: Path, *, cache_path, provider, model, base_url, quiet, push, allow_short,
                   llm) -> BuildResult:
     from specc.curate import Curator
-    from specc.curate.shortfall import Hints, diagnose
+    from specc.curate.shortfall import Hints, diagnose, short_kinds
     from specc.generate.cache import Cache
     from specc.generate.engine import Engine
     from specc.generate.factory import make_llm
@@ -198,6 +200,7 @@ def _build_locked(spec: Spec, out_dir: Path, *, cache_path, provider, model, bas
             slots.setdefault(key, Counter()).update(c)
     hints = Hints(spec.assistant.name, embedded(llm.id), ctx.preset == "small")
     short = diagnose(result.quotas, slots, pipe.answers, result.curated, hints)
+    failed = short_kinds(result.quotas)
     dropped = Counter(pipe.drops) + Counter(result.dropped)
     if not result.kept:
         top = ", ".join(f"{k} {v}" for k, v in dropped.most_common(6)) or "nothing was generated"
@@ -223,6 +226,7 @@ def _build_locked(spec: Spec, out_dir: Path, *, cache_path, provider, model, bas
         "rounds": rounds,
         "judge": ctx.judge,
         "short": [s.to_dict() for s in short],
+        "short_kinds": failed,
         "dedup": result.dedup_params,
         "started_at": started.isoformat(timespec="seconds"),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -232,7 +236,7 @@ def _build_locked(spec: Spec, out_dir: Path, *, cache_path, provider, model, bas
     from specc.emit.report import write_report
 
     manifest = emit(result.kept, spec, out_dir, build_info=build_info, extra_writers=[write_report])
-    pushed = push and (allow_short or not short)
+    pushed = push and (allow_short or not failed)
     if pushed:
         from specc.emit.hub import push as push_to_hub
 
@@ -240,4 +244,4 @@ def _build_locked(spec: Spec, out_dir: Path, *, cache_path, provider, model, bas
     generated = Counter({"ideas": pipe.ideas_count, "scenarios": pipe.scenarios_count})
     generated.update(r.kind for r in pipe.records)
     return BuildResult(spec, out_dir, manifest, result.kept, build_info["llm"], per_stage, dropped, rounds,
-                       generated, list(pipe.errors), short, pushed)
+                       generated, list(pipe.errors), short, pushed, failed)

@@ -63,9 +63,31 @@ def test_a_build_whose_judge_cannot_grade_exits_1_and_says_why(tmp_path):
         assert all(line in report for line in lines)
         assert "This build fell short of its quotas" in (out / "README.md").read_text()
 
+        assert m["short_kinds"] == [{"kind": "demonstration", "achieved": 0, "target": m["short"][0]["target"]
+                                     + m["short"][1]["target"], "line": f"demonstrations: 0 of {m['short_kinds'][0]['target']:,} tokens"}]
+        assert f"error: demonstrations: 0 of {m['short_kinds'][0]['target']:,} tokens: below half of the quota" in res.output
+
         again = _build(path, server, tmp_path, "--allow-short")
         assert again.exit_code == 0, again.output
-        assert "warning: 2 principle × kind quota(s) ended below half" in again.output
+        assert "warning: demonstrations: 0 of" in again.output and all(line in again.output for line in lines)
+
+
+class CannotGradeOne(CannotGrade):
+    """The judge fails on one principle's replies only."""
+
+    def judge(self, body, text):
+        return super().judge(body, text) if "(id: p0," in text else StageResponder.judge(self, body, text)
+
+
+def test_one_short_principle_is_a_warning_when_the_kind_is_not_short(tmp_path):
+    path = write_spec(tmp_path / "spec.yaml", spec_dict(4, demonstrations={"kinds": ["direct"], "per_kind": 2}))
+    with FakeServer(CannotGradeOne()) as server:
+        res = _build(path, server, tmp_path)
+    assert res.exit_code == 0, res.output
+    m = read_manifest(tmp_path / "out")
+    assert m["short_kinds"] == [] and [(s["principle_id"], s["kind"]) for s in m["short"]] == [("p0", "demonstration")]
+    assert "warning: 1 principle × kind quota(s) ended below half" in res.output and m["short"][0]["line"] in res.output
+    assert "Below half of quota" in (tmp_path / "out" / "report.html").read_text()
 
 
 def test_a_build_that_fills_its_quotas_exits_0_with_no_diagnosis(tmp_path):

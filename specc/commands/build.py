@@ -145,13 +145,13 @@ def build_cmd(
     budget: int | None = BUDGET_OPT,
     allow_short: bool = typer.Option(
         False, "--allow-short",
-        help="Exit 0 even when a principle's documents or demonstrations end below half of their quota "
-        "(the corpus is written either way; without this flag such a build exits 1 and is not pushed)."),
+        help="Exit 0 even when the documents or demonstrations end below half of their quota (the corpus "
+        "is written either way; without this flag such a build exits 1 and is not pushed)."),
 ) -> None:
     """Generate, curate and write the corpus; a rerun of an unchanged spec makes no LLM call.
 
-    Exits 1 when any principle's documents or demonstrations end below half of their quota,
-    after writing what was kept, with one line per shortfall naming its cause and fix.
+    Exits 1 when the documents or the demonstrations end below half of their quota, after
+    writing what was kept, with one line per short principle naming the cause and the fix.
     """
     from specc.build import run_build
 
@@ -171,10 +171,12 @@ def build_cmd(
     for e in r.errors[:5]:
         _say(f"warning: {e}")
     _say(f"wrote {r.out_dir}" + (f" and pushed it to {r.spec.output.hub.repo}" if r.pushed else ""))
-    if not r.short:
-        return
     lines = "".join(f"\n  {s.line()}" for s in r.short)
-    head = f"{len(r.short)} principle × kind quota(s) ended below half of their target:"
+    if not r.short_kinds:
+        if r.short:
+            _say(f"warning: {len(r.short)} principle × kind quota(s) ended below half of their target:{lines}")
+        return
+    head = "; ".join(k["line"] for k in r.short_kinds) + ": below half of the quota"
     if allow_short:
         _say(f"warning: {head}{lines}")
         return

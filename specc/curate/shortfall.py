@@ -1,7 +1,9 @@
 """Why a principle × kind fell far short of its quota, and what to change: one line each.
 
-A build that keeps under half of a quota's tokens is not the corpus the spec asked for;
-the build says so, naming the drop reason that ate most of the records and the fix.
+A build whose documents or demonstrations, all principles together, keep under half of
+their quota is not the corpus the spec asked for: it fails (``short_kinds``). Every
+principle × kind under half of its own quota gets a line naming the drop reason that
+took most of its records and the fix (``diagnose``), whether or not the build fails.
 """
 
 from __future__ import annotations
@@ -51,6 +53,17 @@ class Hints:
     assistant: str = "the assistant"
     embedded: bool = False  # the generator is the embedded small model
     small_prompts: bool = False  # the small-model prompt set is in use
+
+
+def short_kinds(quotas: list[dict]) -> list[dict]:
+    """The kinds whose tokens, over all principles, ended under ``SHORT_SHARE`` of their quota."""
+    totals: dict[str, list[int]] = {}
+    for q in quotas:
+        t = totals.setdefault(q["kind"], [0, 0])
+        t[0] += int(q["achieved"])
+        t[1] += int(q["target"])
+    return [{"kind": k, "achieved": a, "target": t, "line": f"{_LABEL[k]}: {a:,} of {t:,} tokens"}
+            for k, (a, t) in totals.items() if t > 0 and a < SHORT_SHARE * t]
 
 
 def fix_for(reason: str, kind: str, hints: Hints) -> str:

@@ -53,7 +53,8 @@ It teaches a model how the assistant **{{ spec.assistant.name }}**{% if spec.ass
 Token budget: {{ m.tokens.budget | num }} ({{ m.tokens.tokenizer }}).
 {% if m.short %}
 
-**This build fell short of its quotas** (below half of the target):
+{% if m.short_kinds %}**This build fell short of its quotas**: {% for k in m.short_kinds %}{{ k.line }}{% if not loop.last %}; {% endif %}{% endfor %}, below half of the target.{% else %}Below half of their quota:{% endif %}
+
 {% for s in m.short %}
 - {{ s.line }}
 {% endfor %}
