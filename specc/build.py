@@ -72,6 +72,26 @@ def _add_stats(total: dict, per_stage: dict, stats) -> None:
             acc[k] = acc.get(k, 0) + v
 
 
+# A top-up round is a full round of calls; a gap under this share of a typical record is not worth one
+# (the tiny quotas of small specs are otherwise always a few tokens off, and every round ran).
+TOPUP_RECORD_SHARE = 0.25
+
+
+def topup_gaps(ctx) -> dict[str, int]:
+    """The smallest shortfall, in tokens, that a top-up round is run for, by kind."""
+    from specc.stages import expected_demonstration_tokens, expected_document_tokens, usable_kinds
+
+    kinds = usable_kinds(ctx.spec) or ["direct"]
+    demo = sum(expected_demonstration_tokens(ctx, k) for k in kinds) / len(kinds)
+    return {"document": int(TOPUP_RECORD_SHARE * expected_document_tokens(ctx.spec)),
+            "demonstration": int(TOPUP_RECORD_SHARE * demo)}
+
+
+def worth_topping_up(shortfall: dict[tuple[str, str], int], gaps: dict[str, int]) -> dict[tuple[str, str], int]:
+    """The (principle, kind) shortfalls a top-up round is run for: those of at least ``gaps[kind]`` tokens."""
+    return {k: v for k, v in shortfall.items() if v > 0 and v >= gaps[k[1]]}
+
+
 def with_overrides(spec: Spec, *, max_usd: float | None = None, budget: int | None = None) -> Spec:
     """The spec with command-line overrides applied (``--max-usd``, ``--budget``)."""
     if max_usd is not None:
@@ -156,6 +176,7 @@ def _build_locked(spec: Spec, out_dir: Path, *, cache_path, provider, model, bas
     cache = Cache(Path(cache_path))
     ctx = Context.create(spec, llm.id)
     pipe = Pipeline(ctx)
+    min_gap = topup_gaps(ctx)
     totals: dict = {}
     per_stage: dict = {}
     cap = spec.generator.max_usd
@@ -172,7 +193,7 @@ def _build_locked(spec: Spec, out_dir: Path, *, cache_path, provider, model, bas
             _add_stats(totals, per_stage, stats)
             pipe.end_round()
             result = curator.run(pipe.sorted_records())
-            short = {k: v for k, v in result.shortfall.items() if v > 0}
+            short = worth_topping_up(result.shortfall, min_gap)
             if not short or rounds >= spec.corpus.rounds:
                 return result, rounds
             tasks = plan_topup(spec, short, rounds + 1, records=pipe.records, ctx=ctx)

@@ -281,3 +281,22 @@ def test_push_without_repo_is_an_input_error(tmp_path):
     res = runner.invoke(app, ["build", str(path), "--push", "--quiet"])
     assert res.exit_code == 2 and "hub.repo" in res.output
 
+
+
+def test_a_gap_smaller_than_a_quarter_record_is_not_worth_a_round():
+    from specc.build import topup_gaps, worth_topping_up
+    from specc.stages import expected_document_tokens
+
+    spec = load_spec_dict(spec_dict(2, documents={"max_tokens": 400}))
+    gaps = topup_gaps(Context.create(spec, "fake:m"))
+    assert gaps["document"] == int(0.25 * expected_document_tokens(spec)) > 0 and gaps["demonstration"] > 0
+    short = {("p0", "document"): gaps["document"] - 1, ("p1", "document"): gaps["document"],
+             ("p0", "demonstration"): 3 * gaps["demonstration"], ("p1", "demonstration"): 0}
+    assert worth_topping_up(short, gaps) == {("p1", "document"): gaps["document"],
+                                             ("p0", "demonstration"): 3 * gaps["demonstration"]}
+
+
+def load_spec_dict(d: dict):
+    from specc.spec.schema import Spec
+
+    return Spec.model_validate(d)
