@@ -23,6 +23,11 @@ def init(
     directory.mkdir(parents=True, exist_ok=True)
     target.write_text(resources.files("specc.spec").joinpath("starter.yaml").read_text(encoding="utf-8"), encoding="utf-8")
     console.print(f"wrote {target}; next: specc validate {target} && specc build {target}", markup=False)
+    console.print(
+        "it builds offline on the embedded model (SmolLM2-135M) with the prompts it can follow and no judge, "
+        "in a few minutes; for a real corpus set generator.provider: openai and raise corpus.budget.tokens",
+        markup=False,
+    )
 
 
 @command("validate")

@@ -54,6 +54,7 @@ _META_DOC = [
     ("this exercise", re.compile(r"\bin this exercise\b")),
     ("the prompt", re.compile(r"\bthe prompt (?:asks?|asked|wants?|says?)\b")),
     ("the instructions", re.compile(r"\bthe instructions (?:ask|asked|want|say)\b")),
+    ("answer for you", re.compile(r"\bhere(?:'s| is) (?:an|the|your|my) answer for you\b")),
     ("revised ", re.compile(r"\b(?:here(?:'s| is)|below is) (?:a |an |the |your |my )?revised ")),
     ("rewritten ", re.compile(r"\b(?:here(?:'s| is)|below is) (?:a |an |the |your |my )?rewritten ")),
     ("edited ", re.compile(r"\b(?:here(?:'s| is)|below is) (?:a |an |the |your |my )?edited ")),

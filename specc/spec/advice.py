@@ -11,7 +11,7 @@ from specc.spec.schema import Spec
 
 # Tokens of kept corpus the embedded model yields per minute on two CPU cores, measured on the
 # starter spec with every filter on: for a warning, not a promise.
-EMBEDDED_TOKENS_PER_MINUTE = 400
+EMBEDDED_TOKENS_PER_MINUTE = 600
 SLOW_MINUTES = 15
 
 
@@ -55,6 +55,11 @@ def warnings(spec: Spec, model: str | None = None) -> list[str]:
             out.append(
                 "demonstrations.judge is on, but the embedded model cannot grade: nearly every reply will be "
                 "dropped as judge:unparseable; set demonstrations.judge: false, or use a capable model"
+            )
+        if preset_for(spec, model) == "small" and "multi_turn" in spec.corpus.demonstrations.kinds:
+            out.append(
+                "demonstrations.kinds has multi_turn, but the small prompt set writes single questions: every "
+                "multi_turn scenario will be dropped; remove it, or use a capable model"
             )
         minutes = spec.corpus.budget.tokens / EMBEDDED_TOKENS_PER_MINUTE
         if minutes > SLOW_MINUTES:
