@@ -49,7 +49,7 @@ _META_DOC = [
                           r"|polished)\b")),
     ("edit", re.compile(r"\b(?:your|the) (?:creative )?(?:editing|edits) (?:went|is|are|was|were)\b")),
     ("requested", re.compile(r"\bas (?:you )?requested\b")),
-    ("you asked", re.compile(r"\byou asked (?:me )?(?:to|for)\b")),
+    ("you asked", re.compile(r"\b(?:as you asked|you asked me (?:to|for))\b")),
     ("this task", re.compile(r"\bin this task\b")),
     ("this exercise", re.compile(r"\bin this exercise\b")),
     ("the prompt", re.compile(r"\bthe prompt (?:asks?|asked|wants?|says?)\b")),
