@@ -126,3 +126,22 @@ def test_every_fix_names_something_to_change():
         assert any(w in fix for w in ("corpus.", "generator.", "templates", "model", "endpoint", "examples")), reason
     assert "templates: small" in fix_for("ideas:unparseable", "document", hints)
     assert "Tess" in fix_for("filter:no_assistant_name", "document", hints)
+
+
+def test_a_short_build_is_not_pushed_unless_allowed(tmp_path, monkeypatch):
+    from fakehub import FakeHub
+
+    token = "hf_fakeTOKENabcdefghijklmnopqrstuvwxyz0123"
+    d = spec_dict(2, demonstrations={"kinds": ["direct"], "per_kind": 2})
+    d["output"] = {"hub": {"repo": "example/short"}}
+    path = write_spec(tmp_path / "spec.yaml", d)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    monkeypatch.setenv("HF_TOKEN", token)
+    with FakeHub(token=token) as hub, FakeServer(CannotGrade()) as server:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        res = _build(path, server, tmp_path, "--push")
+        assert res.exit_code == 1 and "but not pushed" in res.output, res.output
+        assert not any(p.startswith("/api/datasets/example/short") for _, p in hub.requests)
+        res = _build(path, server, tmp_path, "--push", "--allow-short")
+        assert res.exit_code == 0 and "pushed it to example/short" in res.output, res.output
+        assert any(name.startswith("demonstrations/") for name in hub.files("example/short", "main"))
