@@ -7,12 +7,12 @@ Each check has its own drop reason:
 - ``meta_talk``: the model talks about the task ("Please share the document", "This FAQ
   has been edited", "Sentence 1 -") instead of doing it;
 - ``placeholder``: any bracketed slot left to fill ("[My name]", "[A]", "{company}", "<Your Name>");
-- ``repetition``: repeated lines, paragraphs or phrases (Gopher's repetition rules);
+- ``repetition``: repeated lines, paragraphs or sentences (Gopher's rules), or a loop;
 - ``wrong_developer``: the assistant credited to someone other than the spec's developer.
 
 The prompt a record came from is not kept in the record: the stage that made it stores the
-prompt's own lines and sentences (``brief_pieces``, interned, so the template's constant lines
-are stored once) in ``Record.brief``, which curation compares against and emit never writes.
+prompt's own lines and sentences (``brief_pieces``, interned per build, so the template's
+constant lines are stored once) in ``Record.brief``, which curation compares against and emit never writes.
 """
 
 from __future__ import annotations
@@ -103,9 +103,6 @@ MIN_COMPRESS_CHARS, MAX_COMPRESSION, LONG_SENTENCE = 300, 0.2, 250
 WINDOW = 600
 
 
-_interned: dict[str, str] = {}
-
-
 def _flat(text: str) -> str:
     """Lower case, markup and bullets off the line ends, single spaces: the form prompt pieces are kept in."""
     return " ".join(text.lower().split()).strip(" -*#>•\t\"'“”")
@@ -127,18 +124,20 @@ def pieces(text: str) -> list[str]:
     return out
 
 
-def brief_pieces(prompt: list[str], content: list[str]) -> tuple[str, ...]:
+def brief_pieces(prompt: list[str], content: list[str], shared: dict[str, str] | None = None) -> tuple[str, ...]:
     """The prompt's own lines and sentences, leaving out those that quote ``content`` (the spec, the idea):
     a record may repeat the principle it is about, not its instructions.
 
-    Pieces are interned: most come from the template and are shared by every record of a stage.
+    ``shared`` (one per build) interns the pieces: most come from the template and are the same
+    for every record of a stage, so a large corpus stores each once.
     """
     known = "\n".join(_flat(c) for c in content if c)
+    shared = {} if shared is None else shared
     out = set()
     for text in prompt:
         for piece in pieces(text):
             if piece not in known:
-                out.add(_interned.setdefault(piece, piece))
+                out.add(shared.setdefault(piece, piece))
     return tuple(sorted(out))
 
 

@@ -116,6 +116,8 @@ class Context:
     spec_text: str = ""
     preset: str = "default"  # the built-in prompt set in use
     judge: bool = True  # whether demonstrations are judged (``specc.spec.advice.judge_for``)
+    # Prompt pieces shared by the records' briefs (specc.curate.scaffold.brief_pieces), stored once.
+    pieces: dict[str, str] = field(default_factory=dict, repr=False)
     _sizing: dict[str, Sizing] | None = field(default=None, repr=False)
 
     @classmethod

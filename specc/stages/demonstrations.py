@@ -158,7 +158,7 @@ def on_reply(pipe: Pipeline, task: Task, gen: Generation) -> list[Task]:
     # The teacher's system prompt is the reply's brief; the user's turns are the record itself.
     content = spec_content(p, partner) + [ctx.spec_text, scenario.system or ""]
     draft = {
-        "brief": brief_pieces([task.messages[0]["content"]], content),
+        "brief": brief_pieces([task.messages[0]["content"]], content, ctx.pieces),
         "messages": scenario.messages() + [{"role": "assistant", "content": reply}],
         "meta": ctx.provenance(task, gen)
         | {"demo_kind": task.meta["kind"], "scenario": task.meta["scenario"], "partner": task.meta["partner"],

@@ -102,7 +102,7 @@ def on_document(pipe: Pipeline, task: Task, gen: Generation) -> list[Task]:
             genre=task.meta["genre"],
             tokens=ctx.tokenizer.count(text),
             meta=meta,
-            brief=brief_pieces([m["content"] for m in task.messages], content),
+            brief=brief_pieces([m["content"] for m in task.messages], content, ctx.pieces),
         )
     )
     return []
