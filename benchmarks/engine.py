@@ -5,7 +5,11 @@ and with a stage-barrier schedule of the same work (all ideas, then all document
 Also reports the client's CPU time per call. The last line is
 ``vs_ideal=<wall/ideal> vs_barrier=<wall/barrier>``.
 
-    python benchmarks/engine.py [--ideas 150] [--fan-out 6] [--concurrency 32]
+With ``--rate-limit-rate R`` the server answers that share of requests with HTTP 429 and
+``Retry-After: --retry-after`` seconds, as a rate-limited API does; the ideal then counts only the
+successful calls, so the gap shows what backing off costs in throughput.
+
+    python benchmarks/engine.py [--ideas 150] [--fan-out 6] [--concurrency 32] [--rate-limit-rate 0.2]
 """
 
 from __future__ import annotations
@@ -41,23 +45,23 @@ def fan_out(llm_id: str, t: Task, text: str, n: int) -> list[Task]:
 
 
 async def dag(llm: OpenAILLM, cache: Cache, ideas: list[Task], n: int, concurrency: int):
-    """Follow-ups are scheduled the moment their idea is back. Returns (wall, tasks done, client CPU)."""
+    """Follow-ups are scheduled the moment their idea is back. Returns (wall, tasks done, client CPU, retries)."""
     done: list[Task] = []
 
     def on_result(t: Task, g):
         done.append(t)
         return fan_out(llm.id, t, g.text, n) if t.stage == "ideas" else None
 
-    engine = Engine(llm, cache, concurrency=concurrency)
+    engine = Engine(llm, cache, concurrency=concurrency, max_retries=50)
     cpu, t0 = time.process_time(), time.perf_counter()
-    await engine.run(ideas, on_result)
-    return time.perf_counter() - t0, done, time.process_time() - cpu
+    stats = await engine.run(ideas, on_result)
+    return time.perf_counter() - t0, done, time.process_time() - cpu, stats.retries
 
 
 async def barrier(llm: OpenAILLM, cache: Cache, ideas: list[Task], n: int, concurrency: int) -> float:
     """The same work, one stage at a time: no document starts before every idea is back."""
     docs: list[Task] = []
-    engine = Engine(llm, cache, concurrency=concurrency)
+    engine = Engine(llm, cache, concurrency=concurrency, max_retries=50)
     t0 = time.perf_counter()
     await engine.run(ideas, lambda t, g: docs.extend(fan_out(llm.id, t, g.text, n)) and None)
     await engine.run(docs, lambda t, g: None)
@@ -69,13 +73,14 @@ def main() -> None:
     ap.add_argument("--ideas", type=int, default=150)
     ap.add_argument("--fan-out", type=int, default=6)
     ap.add_argument("--concurrency", type=int, default=32)
+    ap.add_argument("--rate-limit-rate", type=float, default=0.0, help="share of requests answered with HTTP 429")
+    ap.add_argument("--retry-after", type=float, default=1.0, help="seconds each 429 asks the client to wait")
     args = ap.parse_args()
 
-    server = subprocess.Popen(
-        [sys.executable, str(ROOT / "tests" / "fakeserver.py"), "--port", "0", "--latency", "%g,%g" % LATENCY],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    cmd = [sys.executable, str(ROOT / "tests" / "fakeserver.py"), "--port", "0", "--latency", "%g,%g" % LATENCY]
+    if args.rate_limit_rate:
+        cmd += ["--fault-rate", str(args.rate_limit_rate), "--faults", "429", "--retry-after", str(args.retry_after)]
+    server = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     try:
         url = server.stdout.readline().strip()
         llm = OpenAILLM("fake-model", base_url=url, timeout=30)
@@ -85,7 +90,7 @@ def main() -> None:
                 warm = [make_task(llm.id, "ideas", f"warm-up {i}") for i in range(32)]
                 asyncio.run(dag(llm, c, warm, 1, args.concurrency))
             with Cache(Path(tmp) / "dag.sqlite") as c:
-                wall, done, cpu = asyncio.run(dag(llm, c, ideas, args.fan_out, args.concurrency))
+                wall, done, cpu, retries = asyncio.run(dag(llm, c, ideas, args.fan_out, args.concurrency))
             with Cache(Path(tmp) / "barrier.sqlite") as c:
                 wall_barrier = asyncio.run(barrier(llm, c, ideas, args.fan_out, args.concurrency))
     finally:
@@ -98,6 +103,9 @@ def main() -> None:
     calls = len(done)
     print(f"tasks            {calls} ({args.ideas} ideas x {args.fan_out} documents each + the ideas)")
     print(f"concurrency      {args.concurrency}")
+    if args.rate_limit_rate:
+        print(f"rate limited     {args.rate_limit_rate:.0%} of requests, Retry-After {args.retry_after:g} s "
+              f"({retries} retries in the DAG run)")
     print(f"sum of latency   {total_latency:8.2f} s")
     print(f"ideal            {ideal:8.2f} s   (sum of latency / concurrency)")
     print(f"DAG (engine)     {wall:8.2f} s   {wall / ideal:5.3f} x ideal")

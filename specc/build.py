@@ -63,6 +63,21 @@ class BuildResult:
         }
 
 
+def expansion(pipe) -> dict:
+    """Per principle: its facets (by source) and the document types its ideas calls used."""
+    out = {}
+    for pid, st in pipe.states.items():
+        facets = st.facets or []
+        out[pid] = {
+            "facets": len(facets),
+            "facets_by_source": dict(Counter(f.source for f in facets)),
+            "doc_types": len(st.types_used),
+            "ideas_calls": st.ideas_calls,
+            "scenario_calls": st.scenario_calls,
+        }
+    return out
+
+
 def _add_stats(total: dict, per_stage: dict, stats) -> None:
     for k in LLM_FIELDS:
         total[k] = total.get(k, 0) + getattr(stats, k)
@@ -79,10 +94,10 @@ TOPUP_RECORD_SHARE = 0.25
 
 def topup_gaps(ctx) -> dict[str, int]:
     """The smallest shortfall, in tokens, that a top-up round is run for, by kind."""
-    from specc.stages import expected_demonstration_tokens, expected_document_tokens, usable_kinds
+    from specc.plan.sizing import expected_demonstration_tokens, expected_document_tokens, usable_kinds
 
     kinds = usable_kinds(ctx.spec) or ["direct"]
-    demo = sum(expected_demonstration_tokens(ctx, k) for k in kinds) / len(kinds)
+    demo = sum(expected_demonstration_tokens(ctx.spec, ctx.tokenizer, k) for k in kinds) / len(kinds)
     return {"document": int(TOPUP_RECORD_SHARE * expected_document_tokens(ctx.spec)),
             "demonstration": int(TOPUP_RECORD_SHARE * demo)}
 
@@ -145,8 +160,9 @@ def build_spec(
     """Build from a loaded spec (``llm`` overrides the provider the spec and flags name).
 
     A build whose documents or demonstrations fall under half of their quota
-    (``BuildResult.short_kinds``) is written but not pushed unless ``allow_short``. The output folder is locked for the whole build, so a second build into
-    it fails at once instead of deleting this one's temporary folders.
+    (``BuildResult.short_kinds``) is written but not pushed unless ``allow_short``. The output
+    folder is locked for the whole build, so a second build into it fails at once instead of
+    deleting this one's temporary folders.
     """
     from specc.emit import output_lock
 
@@ -166,7 +182,6 @@ def _build_locked(spec: Spec, out_dir: Path, *, cache_path, provider, model, bas
     from specc.generate.engine import Engine
     from specc.generate.factory import make_llm
     from specc.generate.progress import Progress
-    from specc.plan import plan_topup
     from specc.spec.advice import embedded
     from specc.stages import Context, Pipeline
 
@@ -191,12 +206,11 @@ def _build_locked(spec: Spec, out_dir: Path, *, cache_path, provider, model, bas
                 engine.max_usd = max(cap - totals.get("cost_usd", 0.0), 1e-9)
             stats = await engine.run(tasks, pipe.on_result, pipe.on_failure)
             _add_stats(totals, per_stage, stats)
-            pipe.end_round()
             result = curator.run(pipe.sorted_records())
-            short = worth_topping_up(result.shortfall, min_gap)
+            short = worth_topping_up(result.wanting, min_gap)
             if not short or rounds >= spec.corpus.rounds:
                 return result, rounds
-            tasks = plan_topup(spec, short, rounds + 1, records=pipe.records, ctx=ctx)
+            tasks = pipe.topup_tasks(short, rounds + 1, pipe.records)
             if not tasks:
                 return result, rounds
             rounds += 1
@@ -244,6 +258,7 @@ def _build_locked(spec: Spec, out_dir: Path, *, cache_path, provider, model, bas
         "dropped": dict(sorted(dropped.items())),
         "dropped_by_principle": {p: dict(sorted(c.items())) for p, c in sorted(by_principle.items())},
         "quotas": result.quotas,
+        "expansion": expansion(pipe),
         "rounds": rounds,
         "judge": ctx.judge,
         "short": [s.to_dict() for s in short],
@@ -256,13 +271,15 @@ def _build_locked(spec: Spec, out_dir: Path, *, cache_path, provider, model, bas
 
     from specc.emit.report import write_report
 
-    manifest = emit(result.kept, spec, out_dir, build_info=build_info, extra_writers=[write_report])
+    rejected = pipe.sorted_dropped() + result.rejected
+    curator.count_tokens([r for r, _ in rejected])
+    manifest = emit(result.kept, spec, out_dir, build_info=build_info, extra_writers=[write_report], dropped=rejected)
     pushed = push and (allow_short or not failed)
     if pushed:
         from specc.emit.hub import push as push_to_hub
 
         push_to_hub(out_dir, spec.output.hub.repo, private=spec.output.hub.private)
-    generated = Counter({"ideas": pipe.ideas_count, "scenarios": pipe.scenarios_count})
+    generated = Counter(pipe.counts)
     generated.update(r.kind for r in pipe.records)
     return BuildResult(spec, out_dir, manifest, result.kept, build_info["llm"], per_stage, dropped, rounds,
                        generated, list(pipe.errors), short, pushed, failed)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import cached_property
 from typing import Any, Literal
 
@@ -27,9 +27,11 @@ def sha256_hex(obj: Any) -> str:
 class Task:
     """One LLM call. ``key`` hashes everything that affects its output, nothing else.
 
-    ``meta`` (principle, genre, idea, ...) travels with the task for the stage that
-    parses its result; it is deliberately not part of the key, so identical prompts
-    share one cached result.
+    ``input`` is the stage's typed input (a pydantic model from ``specc.stages``: the facet,
+    idea, scenario or draft the call is about, and its slot); it travels with the task to
+    the stage that parses the result and is deliberately not part of the key, so identical
+    prompts share one cached result. ``retries`` names the recoveries already tried
+    ("parse", "length"), so each is tried once.
     """
 
     stage: str
@@ -38,7 +40,8 @@ class Task:
     messages: tuple[Message, ...]
     params: SamplingParams
     template_hash: str
-    meta: dict = field(default_factory=dict)
+    input: Any = None
+    retries: tuple[str, ...] = ()
 
     @cached_property
     def key(self) -> str:
@@ -46,10 +49,16 @@ class Task:
             {
                 "model": self.model,
                 "messages": [dict(m) for m in self.messages],
-                "params": self.params.to_dict(),
+                "params": _params(self.params),
                 "template": self.template_hash,
             }
         )
+
+
+def _params(p: SamplingParams) -> dict:
+    """``SamplingParams.to_dict()`` without its deep copy: every field, tuples as lists (tens of thousands of keys)."""
+    out = {f.name: getattr(p, f.name) for f in fields(p)}
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
 
 
 Kind = Literal["document", "demonstration"]
@@ -70,6 +79,7 @@ class Record:
     messages: list[Message] = field(default_factory=list)
     genre: str | None = None  # documents
     demo_kind: str | None = None  # demonstrations: direct, indirect, edge_case, ...
+    facet: str | None = None  # the facet of its principle it is about: "principle", "subrule-1", "generated-3", ...
     tokens: int = 0
     meta: dict = field(default_factory=dict)
     id: str = ""

@@ -123,6 +123,7 @@ class FakeServer:
         accept_response_format: bool = True,
         count_file: Path | str | None = None,
         port: int = 0,
+        models_delay: float = 0.0,
     ):
         unknown = set(faults) - set(FAULTS)
         if unknown:
@@ -139,6 +140,8 @@ class FakeServer:
         self.accept_response_format = accept_response_format
         self.count_file = Path(count_file) if count_file else None
         self.port = port
+        # Seconds GET /models takes, as on a llama.cpp server that answers it only between generations.
+        self.models_delay = models_delay
         self.requests = 0
         self.completion_requests = 0
         self.completions = 0
@@ -245,6 +248,8 @@ def _make_handler(server: FakeServer):
             if not self._authorised():
                 return
             if self.path.rstrip("/") == "/v1/models":
+                if server.models_delay and server._stopping.wait(server.models_delay):
+                    return
                 data = [{"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in server.models]
                 self._send_json(200, {"object": "list", "data": data})
             else:
@@ -380,6 +385,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--api-key", default=None)
     ap.add_argument("--hang-seconds", type=float, default=30.0)
     ap.add_argument("--count-file", default=None, help="append one line (prompt sha) per successful completion")
+    ap.add_argument("--models-delay", type=float, default=0.0, help="seconds GET /models takes to answer")
+    ap.add_argument("--retry-after", type=float, default=0.05, help="seconds a 429 asks the client to wait")
     args = ap.parse_args(argv)
     lo, _, hi = args.latency.partition(",")
     server = FakeServer(
@@ -392,6 +399,8 @@ def main(argv: list[str] | None = None) -> None:
         hang_seconds=args.hang_seconds,
         count_file=args.count_file,
         port=args.port,
+        models_delay=args.models_delay,
+        retry_after=args.retry_after,
     ).start()
     print(server.url, flush=True)
     done = threading.Event()

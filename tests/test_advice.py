@@ -56,7 +56,9 @@ def test_pairings_that_build_badly_are_warned_about(changes, needle):
 
 
 def test_a_full_set_of_own_templates_is_the_users_call():
-    own = {s: f"{s}.j2" for s in ("ideas", "document", "scenarios", "reply", "judge")}
+    from specc.spec.schema import STAGES
+
+    own = {s: f"{s}.j2" for s in STAGES}
     assert warnings(Spec.model_validate(starter(templates={"preset": "default", **own}))) == []
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
 import sys
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from stagekit import spec_dict, write_spec  # noqa: E402
 
 from specc.build import run_build  # noqa: E402
 from specc.emit import read_manifest  # noqa: E402
-from specc.quotas import compute_quotas  # noqa: E402
+from specc.plan.quotas import compute_quotas  # noqa: E402
 from specc.spec.load import load_spec  # noqa: E402
 
 JUNK = [
@@ -103,3 +104,43 @@ def test_200k_budget_lands_within_3_percent_and_junk_is_gone(tmp_path):
 
     heads = [normalize(t)[:200] for t in texts]
     assert len(heads) - len(set(heads)) <= 4
+
+
+def test_a_small_budget_fills_every_principle_and_kind_as_planned(tmp_path):
+    """The scale benchmark's property at a size a test can afford: 24 principles shaped like an imported
+    spec (uneven sub-rules and weights), every principle x kind at 0.90 of its quota or more, the budget
+    at 0.97 or more, at most one top-up round, and the plan's call count within 15%."""
+    sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
+    import scale
+
+    from specc.plan import make_plan
+    from specc.stages import llm_id
+
+    class Sized(StageResponder):  # documents as long as their brief asks, replies of varied length
+        def document(self, body, text):
+            words = int(re.search(r"Length: about (\d+) words", text).group(1))
+            rng = _rng(body)
+            return "<document>\n" + " ".join(f"{_name(text)} {' '.join(rng.choice(VOCAB) for _ in range(11))}."
+                                             for _ in range(max(4, words // 12))) + "\n</document>"
+
+        def reply(self, body, text):
+            rng = _rng(body)
+            return " ".join(" ".join(rng.choice(VOCAB) for _ in range(12)) + "." for _ in range(rng.randint(6, 30)))
+
+    with FakeServer(Sized()) as server:
+        d = scale.make_spec(24, 120_000, server.url, 16)
+        d["corpus"]["documents"] = {"max_tokens": 600}
+        d["corpus"]["demonstrations"] = {"max_tokens": 400}
+        path = write_spec(tmp_path / "spec.json", d)
+        spec = load_spec(path)
+        plan = make_plan(spec, model=llm_id(spec))
+        r = run_build(path, out=tmp_path / "out", cache_path=tmp_path / "cache.sqlite", quiet=True)
+    m = read_manifest(tmp_path / "out")
+    assert m["tokens"]["total"] >= 0.97 * 120_000 and r.rounds <= 1
+    for q in m["quotas"]:
+        assert q["achieved"] >= 0.9 * q["target"], q
+    assert abs(plan.calls - r.llm["calls"]) <= 0.15 * r.llm["calls"], (plan.calls, r.llm["calls"])
+    # the facets a principle has calls for are covered by its kept rows
+    for pid, p in m["principles"].items():
+        d = p["diversity"]
+        assert d["facets_covered"] >= min(d["facets"], plan.principles[pid]["ideas_calls"]), (pid, d)

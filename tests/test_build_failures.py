@@ -51,12 +51,12 @@ def test_an_expression_error_in_a_template_names_the_template(tmp_path):
 
 
 def test_a_bug_inside_a_stage_fails_the_build_with_its_cause(tmp_path, monkeypatch):
-    from specc.stages import documents
+    from specc.stages.document import DocumentStage
 
-    def broken(pipe, task, gen):
+    def broken(self, pipe, task, result):
         return {}["genre"]
 
-    monkeypatch.setattr(documents, "on_document", broken)
+    monkeypatch.setattr(DocumentStage, "children", broken)
     path = write_spec(tmp_path / "spec.yaml", spec_dict(2))
     with FakeServer(StageResponder()) as server:
         res = _build(path, server, tmp_path)

@@ -114,7 +114,7 @@ def test_the_main_reason_and_its_denominator():
     assert short[0].line() == ("p documents: 300 of 1,000 tokens; filter:too_short on 7 of 10 documents: records "
                                "are too short; lower corpus.filters.min_words or raise corpus.documents.max_tokens")
     nothing = diagnose([q("demonstration", 500, 0)], {}, Counter(), Counter())
-    assert nothing[0].reason == "" and "too few records were planned" in nothing[0].line()
+    assert nothing[0].reason == "" and "too few records were made" in nothing[0].line()
 
 
 def test_every_fix_names_something_to_change():

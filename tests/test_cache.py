@@ -17,7 +17,7 @@ from specc.generate.base import Generation, SamplingParams
 from specc.records import Task
 
 
-def make_task(i: int, stage: str = "ideas", principle: str = "honesty", model: str = "openai:m@http://h/v1") -> Task:
+def make_task(i: int, stage: str = "ideas", principle: str = "honesty", model: str = "openai:m") -> Task:
     return Task(stage, principle, model, ({"role": "user", "content": f"prompt {i}"},), SamplingParams(), "t")
 
 
@@ -46,7 +46,7 @@ def test_stats_group_by_stage_principle_and_model(tmp_path):
         s = c.stats()
     assert s["entries"] == 6 and s["input_tokens"] == sum(10 + i for i in range(6))
     assert s["by_stage"]["ideas"]["entries"] == 4 and s["by_stage"]["document"]["output_tokens"] == 24 + 25
-    assert s["by_principle"]["a"]["entries"] == 3 and list(s["by_model"]) == ["openai:m@http://h/v1"]
+    assert s["by_principle"]["a"]["entries"] == 3 and list(s["by_model"]) == ["openai:m"]
     assert s["bytes"] > 0
 
 
@@ -98,7 +98,7 @@ def test_no_secret_is_stored(tmp_path, monkeypatch):
 
     monkeypatch.setenv("MY_KEY", "sk-verysecretvalue123")
     llm = OpenAILLM("m", base_url="http://user:pw-secret@127.0.0.1:9/v1?token=q-secret", api_key_env="MY_KEY")
-    assert llm.id == "openai:m@http://127.0.0.1:9/v1"
+    assert llm.id == "openai:m"
     t = make_task(1, model=llm.id)
     with Cache(tmp_path / "c.sqlite") as c:
         c.put(t.key, t, make_gen(1))
@@ -121,6 +121,44 @@ def test_incompatible_schema_version_is_refused(tmp_path):
         db.execute("UPDATE meta SET v = '99' WHERE k = 'schema_version'")
     with pytest.raises(InputError, match="schema version 99"):
         Cache(path)
+
+
+def test_a_cache_keyed_by_url_is_refused_with_what_to_do_and_clear_upgrades_it(tmp_path):
+    path = tmp_path / "c.sqlite"
+    with Cache(path) as c:
+        c.put(make_task(1).key, make_task(1), make_gen(1))
+    with sqlite3.connect(path) as db:  # as the previous specc left it
+        db.execute("UPDATE meta SET v = '1' WHERE k = 'schema_version'")
+    with pytest.raises(InputError) as e:
+        Cache(path)
+    assert "URL" in str(e.value) and f"specc cache clear --cache {path}" in str(e.value)
+    out = CliRunner().invoke(app, ["cache", "clear", "--cache", str(path), "--yes"])
+    assert out.exit_code == 0 and "cleared 1 entries" in out.output
+    with Cache(path) as c:
+        assert len(c) == 0
+
+
+def _run_tasks(llm, cache, n=6):
+    from specc.generate.engine import Engine
+
+    tasks = [Task("ideas", "p", llm.id, ({"role": "user", "content": f"q{i}"},), SamplingParams(), "t") for i in range(n)]
+    return Engine(llm, cache, concurrency=2).run_sync(tasks, lambda t, g: None)
+
+
+def test_a_model_moved_to_another_host_keeps_its_cache_unless_namespaced(tmp_path):
+    from fakeserver import FakeServer
+    from specc.generate.factory import make_llm
+    from specc.spec.schema import Generator
+
+    with FakeServer() as old, FakeServer() as new, Cache(tmp_path / "c.sqlite") as cache:
+        assert old.url != new.url
+        first = _run_tasks(make_llm(Generator(provider="openai", model="fake-model", base_url=old.url)), cache)
+        moved = _run_tasks(make_llm(Generator(provider="openai", model="fake-model", base_url=new.url)), cache)
+        assert first.calls == 6 and moved.calls == 0 and moved.cached == 6 and new.completions == 0
+        # A spec that says the new endpoint is a different model gets its own results.
+        other = Generator(provider="openai", model="fake-model", base_url=new.url, cache_namespace="finetune-b")
+        separate = _run_tasks(make_llm(other), cache)
+        assert separate.calls == 6 and new.completions == 6
 
 
 def test_default_cache_path(tmp_path, monkeypatch):

@@ -10,7 +10,7 @@ import pytest
 from fakeserver import FakeServer, Reply, default_responder
 from specc.generate.cache import Cache
 from specc.generate.engine import Engine, RunStats
-from specc.errors import CostCapError, FailureRateError
+from specc.errors import CostCapError, FailureRateError, InputError
 from specc.generate.base import SamplingParams
 from specc.generate.openai import OpenAILLM
 from specc.records import Task
@@ -26,7 +26,7 @@ def task(llm, text: str, stage: str = "ideas", **params) -> Task:
         messages=({"role": "user", "content": text},),
         params=SamplingParams(**params),
         template_hash="t0",
-        meta={"text": text},
+        input={"text": text},
     )
 
 
@@ -93,7 +93,7 @@ def test_rerun_is_served_from_cache_even_with_the_server_gone(cache):
         tasks = [task(llm, f"p{i}") for i in range(30)]
 
         def fan(t, g):
-            return [task(llm, f"child of {t.meta['text']}", stage="document")] if t.stage == "ideas" else None
+            return [task(llm, f"child of {t.input['text']}", stage="document")] if t.stage == "ideas" else None
 
         first = Engine(llm, cache, concurrency=4).run_sync(tasks, fan)
     assert first.calls == 60
@@ -155,7 +155,7 @@ def test_a_few_failures_are_recorded_and_the_run_goes_on(cache):
         llm = OpenAILLM("fake-model", base_url=server.url, timeout=5)
         tasks = [task(llm, f"fine {i}") for i in range(40)] + [task(llm, "server-breaks"), task(llm, "too-long")]
         engine = Engine(llm, cache, concurrency=4, max_retries=2, **FAST)
-        stats = engine.run_sync(tasks, lambda t, g: None, lambda t, why: failed.append((t.meta["text"], why)))
+        stats = engine.run_sync(tasks, lambda t, g: None, lambda t, why: failed.append((t.input["text"], why)))
     assert stats.failed == 2 and stats.calls == 40 and len(cache) == 40
     reasons = dict(failed)
     assert reasons["server-breaks"] == "HTTP 500 (gave up after 3 attempts)"
@@ -236,3 +236,67 @@ def test_cache_hits_report_what_they_saved(cache):
     assert second.calls == 0 and second.cost_usd == 0
     assert second.saved_usd == pytest.approx(first.cost_usd)
     assert second.per_stage["ideas"]["saved_usd"] == pytest.approx(first.cost_usd)
+
+
+def test_a_spending_cap_needs_a_price(cache):
+    with FakeServer(models=("my-finetune",)) as server:
+        llm = OpenAILLM("my-finetune", base_url=server.url, timeout=5)
+        with pytest.raises(InputError, match=r"no price for model 'my-finetune'.*generator: \{prices:") as e:
+            Engine(llm, cache, max_usd=5.0)
+        assert e.value.exit_code == 2
+        # An explicit price, even zero, or no cap at all, is fine.
+        assert Engine(llm, cache, max_usd=5.0, prices=(0.0, 0.0)).prices == (0.0, 0.0)
+        assert Engine(llm, cache).prices == (0.0, 0.0)
+        assert Engine(OpenAILLM("gpt-4o-mini", base_url=server.url), cache, max_usd=5.0).prices == (0.15, 0.60)
+    assert server.requests == 0
+
+
+def test_a_task_backing_off_frees_its_slot_for_other_tasks(cache):
+    """With one slot, B runs while A waits out its backoff; the server fails A until it has seen B."""
+    seen = []
+
+    def responder(body):
+        text = body["messages"][0]["content"]
+        seen.append(text)
+        if text == "A" and "B" not in seen:
+            return Reply("busy", status=503)
+        return default_responder(body)
+
+    with FakeServer(responder) as server:
+        llm = OpenAILLM("fake-model", base_url=server.url, timeout=5)
+        # A long backoff and few retries: a slot held while waiting would spend A's retries on A alone.
+        engine = Engine(llm, cache, concurrency=1, max_retries=2, retry_base_delay=0.3, retry_max_delay=0.3)
+        stats = engine.run_sync([task(llm, "A"), task(llm, "B")], lambda t, g: None)
+    assert seen == ["A", "B", "A"]
+    assert stats.calls == 2 and stats.failed == 0 and stats.retries == 1
+
+
+def test_retries_run_before_queued_work_and_still_give_up(cache):
+    seen = []
+
+    def responder(body):
+        text = body["messages"][0]["content"]
+        seen.append(text)
+        return Reply("down", status=500) if text == "broken" else default_responder(body)
+
+    with FakeServer(responder) as server:
+        llm = OpenAILLM("fake-model", base_url=server.url, timeout=5)
+        engine = Engine(llm, cache, concurrency=1, max_retries=2, retry_base_delay=0.0, retry_max_delay=0.0)
+        failed = []
+        stats = engine.run_sync([task(llm, "broken")] + [task(llm, f"ok {i}") for i in range(50)],
+                                lambda t, g: None, lambda t, why: failed.append(why))
+    # A retry whose wait is over goes ahead of the 50 queued tasks, not behind them.
+    assert seen[:6] == ["broken", "ok 0", "broken", "ok 1", "broken", "ok 2"] and stats.calls == 50
+    assert failed == ["HTTP 500 (gave up after 3 attempts)"]
+
+
+def test_the_cost_cap_does_not_wait_for_a_task_backing_off(cache):
+    with FakeServer(retry_after=60, latency=(0.05, 0.05)) as server:
+        llm = OpenAILLM("fake-model", base_url=server.url, timeout=5)
+        server.force("429")  # the first request is told to come back in a minute
+        capped = Engine(llm, cache, concurrency=2, max_usd=3.0, prices=(1_000_000.0, 0.0))
+        t0 = time.monotonic()
+        with pytest.raises(CostCapError) as e:
+            capped.run_sync([task(llm, f"word{i}") for i in range(20)], lambda t, g: None)
+        assert time.monotonic() - t0 < 10
+    assert e.value.stats.retries == 1 and e.value.stats.not_run >= 1

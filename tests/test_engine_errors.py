@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import socket
 import time
 
 import pytest
+from rich.console import Console
+from typer.testing import CliRunner
 
 from fakeserver import FakeServer
 from specc.generate.cache import Cache
@@ -13,6 +16,8 @@ from specc.generate.engine import Engine
 from specc.errors import AuthError, EndpointError, ModelNotFoundError
 from specc.generate.base import SamplingParams
 from specc.generate.openai import OpenAILLM
+from specc.generate.progress import Progress
+from specc.cli import app
 from specc.records import Task
 
 
@@ -120,3 +125,39 @@ def test_server_dying_mid_run_is_retried_then_recorded(tmp_path):
         stats = engine.run_sync(tasks(llm, 5), on_result)
     assert stats.calls == 1 and stats.failed == 4
     assert all("cannot connect" in f["reason"] for f in stats.failures)
+
+
+def test_unknown_host_fails_fast(tmp_path):
+    llm = OpenAILLM("fake-model", base_url="http://no-such-host.invalid/v1", timeout=5)
+    t0 = time.monotonic()
+    with pytest.raises(EndpointError, match="no-such-host.invalid.*server running"):
+        run(llm, tmp_path)
+    assert time.monotonic() - t0 < 3
+
+
+def test_a_server_slow_to_list_its_models_is_a_warning_not_a_failure(tmp_path):
+    """llama.cpp's server answers GET /models only between generations; a busy server is still a server."""
+    buf = io.StringIO()
+    with FakeServer(models_delay=30) as server:
+        llm = OpenAILLM("fake-model", base_url=server.url, timeout=5)
+        llm.preflight_timeout = 0.2
+        with Cache(tmp_path / "c.sqlite") as cache, Progress(quiet=True, console=Console(file=buf)) as progress:
+            stats = Engine(llm, cache, concurrency=4, progress=progress).run_sync(tasks(llm, 10), lambda t, g: None)
+        assert stats.calls == 10 and server.completions == 10
+    assert len(stats.warnings) == 1 and "did not list its models within 0.2 s" in stats.warnings[0]
+    assert buf.getvalue().startswith("warning: ") and server.url in buf.getvalue()
+
+
+def test_cli_refuses_a_spending_cap_it_cannot_price(tmp_path):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "specc: 1\nname: capped\nassistant: {name: Nova}\n"
+        "principles:\n  - {id: honesty, title: Be honest, statement: Nova never lies.}\n",
+        encoding="utf-8",
+    )
+    with FakeServer(models=("my-finetune",)) as server:
+        res = CliRunner().invoke(app, ["build", str(spec), "--provider", "openai", "--model", "my-finetune",
+                                       "--base-url", server.url, "--max-usd", "2", "--quiet"])
+        assert server.completion_requests == 0
+    assert res.exit_code == 2, res.output
+    assert "no price for model 'my-finetune'" in res.output and "prices" in res.output

@@ -14,6 +14,7 @@ from pathlib import Path
 from engine_driver import FAN_OUT, first_stage, follow_ups
 from fakeserver import prompt_sha
 from specc.generate.cache import Cache
+from specc.generate.openai import openai_id
 
 HERE = Path(__file__).parent
 
@@ -59,7 +60,7 @@ def test_sigkill_mid_run_then_rerun_makes_only_the_missing_calls(tmp_path):
         server.wait(timeout=10)
 
     # Every task is now stored; no prompt whose result was stored before the kill reached the server again.
-    llm_id = f"openai:fake-model@{url}"
+    llm_id = openai_id("fake-model")  # what the driver's provider calls itself, whatever its URL
     tasks = first_stage(llm_id, 20)
     tasks += [f for t in tasks for f in follow_ups(llm_id, t)]
     with Cache(cache_path) as cache:

@@ -34,7 +34,7 @@ def test_labelled_rules(tmp_path):
         ("sp3", 0, ["general_principles"]),
         ("gp1_2", 1, ["general_principles"]),
     ]
-    assert imp.warnings == [f"{FIXTURES / 'rules.txt'}:23: label GP1 repeats an earlier one; its id is gp1_2"]
+    assert [str(w) for w in imp.warnings] == [f"{FIXTURES / 'rules.txt'}:23: label GP1 repeats an earlier one; its id is gp1_2"]
     sp1 = spec.principle("sp1")
     assert sp1.title == "Never help anyone cause serious physical harm"
     assert sp1.statement == (
@@ -84,7 +84,10 @@ def test_cli_round_trip(tmp_path):
     runner = CliRunner()
     res = runner.invoke(app, ["import", "rules", str(FIXTURES / "rules.txt"), "-o", str(out)])
     assert res.exit_code == 0, res.output
-    assert "7 principles, 0 examples" in res.output and "label GP1 repeats" in res.output
+    assert "7 principles from 7 rules" in res.output and "label GP1 repeats" in res.output
+    strict = runner.invoke(app, ["import", "rules", str(FIXTURES / "rules.txt"), "-o", str(tmp_path / "s.yaml"), "--strict"])
+    assert strict.exit_code == 2 and "rules.txt:23: label GP1 repeats" in strict.output
+    assert not (tmp_path / "s.yaml").exists()
     checked = runner.invoke(app, ["validate", str(out)])
     assert checked.exit_code == 0, checked.output
     again = runner.invoke(app, ["import", "rules", str(FIXTURES / "rules.txt"), "-o", str(out)])

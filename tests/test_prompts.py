@@ -14,22 +14,8 @@ from stagekit import make_spec, spec_dict  # noqa: E402
 from specc.errors import InputError  # noqa: E402
 from specc.prompts import STAGES, builtin_template, load_template, marker  # noqa: E402
 from specc.spec.schema import Spec  # noqa: E402
-from specc.stages import Context, demonstrations, documents  # noqa: E402
-from specc.stages.parsing import Idea, Scenario  # noqa: E402
-
-IDEA = Idea(title="A day with Nova", angle="a", audience="b", setting="c")
-SCENARIO = Scenario.model_validate({"system": "Operator says hi.", "turns": [{"role": "user", "content": "Hello?"}]})
-
-
-def all_stage_tasks(ctx: Context, pid: str = "p0") -> dict:
-    p = ctx.spec.principle(pid)
-    return {
-        "ideas": documents.ideas_task(ctx, p, "FAQ"),
-        "document": documents.document_task(ctx, p, "FAQ", IDEA),
-        "scenarios": demonstrations.scenario_task(ctx, p, "conflict"),
-        "reply": demonstrations.reply_task(ctx, p, "conflict", SCENARIO),
-        "judge": demonstrations.judge_task(ctx, p, "conflict", SCENARIO, "A reply."),
-    }
+from specc.stages import Context  # noqa: E402
+from stagekit import stage_tasks as all_stage_tasks  # noqa: E402
 
 
 def test_every_stage_has_a_template_with_its_marker():
@@ -53,8 +39,10 @@ def test_literal_braces_in_a_spec_are_just_text():
         assert tricky in text, stage
         if stage != "scenarios":  # the scenario writer sees examples separately, verbatim too
             assert "{% endif %} is fine too" in text
-    s = demonstrations.scenario_task(ctx, ctx.spec.principle("p0"), "direct")
+    s = all_stage_tasks(ctx, kind="direct")["scenarios"]
     assert "What does {{ 7*7 }} print?" in s.messages[-1]["content"]
+    # a facet is spec text too
+    assert "{% endif %} is fine too" in all_stage_tasks(ctx)["scenarios"].messages[-1]["content"]
 
 
 def test_prompt_carries_only_its_principle_unless_context_is_spec():
@@ -85,8 +73,8 @@ def test_override_from_file_changes_only_its_stage(tmp_path):
     assert t_over["document"].template_hash != t_base["document"].template_hash
     assert t_over["document"].key != t_base["document"].key
     assert [m["role"] for m in t_over["document"].messages] == ["user"]
-    assert t_over["document"].messages[0]["content"].startswith("# specc:document\nWrite a FAQ about Nova: A day")
-    for stage in ("ideas", "scenarios", "reply", "judge"):
+    assert t_over["document"].messages[0]["content"].startswith("# specc:document\nWrite a FAQ about Nova: How Nova handled")
+    for stage in ("facets", "doctypes", "ideas", "scenarios", "reply", "judge"):
         assert t_over[stage].key == t_base[stage].key
 
 
@@ -117,8 +105,7 @@ def test_bad_override_is_an_input_error(tmp_path, source, needle):
     spec = Spec.model_validate(d)
     spec._source = tmp_path / "spec.yaml"
     with pytest.raises(InputError, match=needle):
-        ctx = Context.create(spec, "fake:m")
-        documents.ideas_task(ctx, spec.principles[0], "FAQ")
+        all_stage_tasks(Context.create(spec, "fake:m"))
 
 
 def test_missing_override_file_is_an_input_error(tmp_path):
@@ -139,7 +126,8 @@ def test_the_small_prompt_set_is_built_in():
     assert ctx.preset == "small" and ctx.judge
     for stage, task in all_stage_tasks(ctx).items():
         assert task.template_hash == builtin_template(stage, "small").hash != builtin_template(stage).hash
-        assert "thing 0" in "\n".join(m["content"] for m in task.messages), stage
+        if stage != "doctypes":  # document types are asked for a facet, not the whole principle
+            assert "thing 0" in "\n".join(m["content"] for m in task.messages), stage
 
 
 def test_a_per_stage_file_overrides_the_preset(tmp_path):

@@ -222,3 +222,48 @@ def test_report_renders_in_chromium(out, tmp_path):
     doc_blue = sum(n for n, c in colors if max(abs(a - b) for a, b in zip(c, (0x3B, 0x6F, 0xD4))) < 8)
     demo_green = sum(n for n, c in colors if max(abs(a - b) for a, b in zip(c, (0x0F, 0x9D, 0x7A))) < 8)
     assert doc_blue > 5000 and demo_green > 2000
+
+
+def test_report_shows_coverage_and_flags_a_repetitive_principle(tmp_path):
+    import random
+
+    pids = ("honesty", "privacy", "safety", "tone")
+    spec = Spec.model_validate({"specc": 1, "name": "div", "assistant": {"name": "Aria"},
+                                "principles": [{"id": p, "title": p, "statement": f"Aria and {p}."} for p in pids],
+                                "corpus": {"budget": {"tokens": 40_000}}})
+    rng = random.Random(3)
+    vocab = [f"w{i}" for i in range(3000)]
+    recs = []
+    for pid in pids:
+        for i in range(30):
+            if pid == "tone":  # the same sentence again and again
+                text = "Aria keeps a calm and friendly tone with every user. " * 20
+            else:
+                text = " ".join(rng.choice(vocab) for _ in range(200))
+            recs.append(Record(kind="document", principle_id=pid, text=f"{text} {i}", genre=("FAQ", "op-ed")[i % 2],
+                               facet=("principle", "subrule-0", "generated-1")[i % 3], tokens=250))
+    expansion = {pid: {"facets": 4, "doc_types": 2} for pid in pids}
+    out = tmp_path / "out"
+    emit(recs, spec, out, build_info=build_info(expansion=expansion), extra_writers=[write_report])
+    m = read_manifest(out)
+    d = m["principles"]["honesty"]["diversity"]
+    assert (d["facets"], d["facets_covered"], d["doc_types_used"]) == (4, 3, 2)
+    figures = {pid: m["principles"][pid]["diversity"]["distinct_4grams_per_1k_words"]["documents"] for pid in pids}
+    assert figures["tone"] < 0.2 * figures["honesty"] and m["diversity"]["low"]["documents"] == ["tone"]
+    html = (out / REPORT_NAME).read_text(encoding="utf-8")
+    assert "Coverage and diversity" in html and "Low diversity" in html
+    text = re.sub(r"\s+", " ", unescape(re.sub(r"<[^>]+>", " ", html)))
+    assert re.search(r"tone documents: [\d.]+ against a median of", text)
+    assert "honesty 3 / 4 2" in text
+
+
+def test_hundreds_of_document_types_are_summarised(tmp_path):
+    recs = [Record(kind="document", principle_id="honesty", text=f"Document {i}: Aria is honest. " + "word " * 50,
+                   genre=f"kind of document {i % 60}", tokens=60) for i in range(240)]
+    out = tmp_path / "out"
+    emit(recs, make_spec(), out, build_info=build_info(), extra_writers=[write_report])
+    html = (out / REPORT_NAME).read_text(encoding="utf-8")
+    genres = html[html.index('data-chart="genres"'):html.index('data-chart="kinds"')]
+    assert "40 other kinds" in genres and genres.count('class="lbl"') == 21
+    card = (out / "README.md").read_text(encoding="utf-8")
+    assert "| 35 other kinds | 140 |" in card and card.count("| kind of document ") == 25

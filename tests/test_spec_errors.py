@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from specc.cli import app
+from specc.spec.load import load_spec
 
 GOOD = """\
 specc: 1
@@ -19,6 +23,11 @@ principles:
     title: Be honest
     statement: Aria does not lie.
 """
+
+# "billion laughs": nine levels of nine aliases each, about 10^9 strings once expanded.
+BOMB = ['a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]'] + [
+    f"{b}: &{b} [{', '.join(['*' + a] * 9)}]" for a, b in zip("abcdefgh", "bcdefghi")
+]
 
 # (case id, {file: content}, expected "FILE:LINE" prefix, expected path, expected message fragment)
 CASES = [
@@ -57,6 +66,28 @@ CASES = [
     ("key-in-api-key-env", {"s.yaml": GOOD + "generator:\n  api_key_env: sk-proj-abc123def456ghi789\n"}, "s.yaml:9:16", "generator.api_key_env", "NAME of an environment variable"),
     ("literal-api-key-field", {"s.yaml": GOOD + "generator:\n  api_key: sk-proj-abc123\n"}, "s.yaml:9:3", "generator.api_key", "never accepted"),
     ("example-without-reply", {"s.yaml": GOOD + "    examples:\n      - user: hi\n"}, "s.yaml:9:9", "principles[0].examples[0]", "`good` or a `bad`"),
+    (
+        "example-user-and-turns",
+        {"s.yaml": GOOD + "    examples:\n      - user: hi\n        turns: [{role: user, content: hi}]\n        good: hello\n"},
+        "s.yaml:9:9",
+        "principles[0].examples[0]",
+        "either `user` (one turn) or `turns`",
+    ),
+    (
+        "example-turns-end-with-assistant",
+        {"s.yaml": GOOD + "    examples:\n      - turns: [{role: user, content: hi}, {role: assistant, content: yo}]\n"
+                          "        good: hello\n"},
+        "s.yaml:9:9",
+        "principles[0].examples[0]",
+        "must end with a `user` or `tool` message",
+    ),
+    (
+        "example-turn-bad-role",
+        {"s.yaml": GOOD + "    examples:\n      - turns: [{role: developer, content: hi}]\n        good: hello\n"},
+        "s.yaml:9:24",
+        "principles[0].examples[0].turns[0].role",
+        "'user', 'assistant' or 'tool'",
+    ),
     ("bad-output-format", {"s.yaml": GOOD + "output: {format: csv}\n"}, "s.yaml:8:18", "output.format", "parquet"),
     ("bad-hub-repo", {"s.yaml": GOOD + "output: {hub: {repo: not a repo}}\n"}, "s.yaml:8:22", "output.hub.repo", "pattern"),
     ("top-level-list", {"s.yaml": "- specc: 1\n- name: demo\n"}, "s.yaml:1:1", "", "top level must be a mapping"),
@@ -89,6 +120,100 @@ CASES = [
     ),
     ("include-not-list", {"s.yaml": GOOD + "include: shared.yaml\n"}, "s.yaml:8:10", "include", "list"),
     ("bad-language", {"s.yaml": GOOD + "language: English\n"}, "s.yaml:8:11", "language", "pattern"),
+    (
+        "missing-include-says-where-it-looked",
+        {"s.yaml": GOOD + "include: [shared/nope.yaml]\n"},
+        "s.yaml:8:11",
+        "include[0]",
+        "not found (looked for /",
+    ),
+    (
+        "include-not-a-fragment",
+        {"s.yaml": GOOD + "include:\n  - list.yaml\n", "list.yaml": "- a\n- b\n"},
+        "list.yaml:1:1",
+        "",
+        "top level must be a mapping of keys, found a list (included from s.yaml:9)",
+    ),
+    (
+        "include-a-whole-spec",
+        {"s.yaml": GOOD + "include: [other.yaml]\n", "other.yaml": GOOD.replace("honesty", "care")},
+        "other.yaml:2:1",
+        "name",
+        "unknown key; expected one of: specc, include, principles (included from s.yaml:8)",
+    ),
+    (
+        "syntax-error-in-include",
+        {"s.yaml": GOOD + "include: [a.yaml]\n", "a.yaml": "principles: [\n"},
+        "a.yaml:2",
+        "",
+        "(included from s.yaml:8)",
+    ),
+    # Hostile input: each is rejected by a limit in the loader, quickly (see test_hostile_input_is_quick).
+    ("alias-bomb", {"s.yaml": GOOD + "lol:\n" + "".join(f"  {line}\n" for line in BOMB)}, "s.yaml:13:10", "", "aliases expand to more than"),
+    ("deep-brackets", {"s.yaml": GOOD + "x: " + "[" * 3000 + "]" * 3000 + "\n"}, "s.yaml:8", "", "nested more than 64 levels deep"),
+    ("deep-block", {"s.yaml": GOOD + "x:\n" + "".join(" " * (i + 1) + f"k{i}:\n" for i in range(100))}, "s.yaml:71:64", "", "nested more than"),
+    ("alias-chain-too-deep", {"s.yaml": GOOD + "a0: &a0 " + "[" * 60 + "1" + "]" * 60 + "\na1: &a1 [[[[*a0]]]]\n"},
+     "s.yaml:9:13", "", "nested more than 64 levels deep once alias *a0 is expanded"),
+    ("recursive-alias", {"s.yaml": GOOD + "x: &a [1, *a]\n"}, "s.yaml:8:11", "", "alias *a refers to a node that contains it"),
+    ("undefined-alias", {"s.yaml": GOOD + "x: *nope\n"}, "s.yaml:8:4", "", "undefined alias"),
+    ("too-big", {"s.yaml": GOOD + ("# padding\n" * 450_000)}, "s.yaml:1:1", "", "a spec may be at most 4 MB"),
+    # What build would reject after loading, checked by validate before any LLM call.
+    (
+        "decontam-file-missing",
+        {"s.yaml": GOOD + "corpus:\n  decontamination: {files: [evals/gone.jsonl]}\n"},
+        "s.yaml:9:29",
+        "corpus.decontamination.files[0]",
+        "eval file 'evals/gone.jsonl' not found (looked for /",
+    ),
+    (
+        "decontam-file-bad-json",
+        {"s.yaml": GOOD + "corpus:\n  decontamination: {files: [e.jsonl]}\n", "e.jsonl": '{"text": "fine"}\nnot json\n'},
+        "s.yaml:9:29",
+        "corpus.decontamination.files[0]",
+        "e.jsonl:2: not valid JSON",
+    ),
+    (
+        "decontam-file-no-text-field",
+        {"s.yaml": GOOD + "corpus:\n  decontamination: {files: [e.jsonl]}\n", "e.jsonl": '{"question": "q"}\n'},
+        "s.yaml:9:29",
+        "corpus.decontamination.files[0]",
+        "no `text`, `prompt` or `messages` field",
+    ),
+    (
+        "unknown-tokenizer",
+        {"s.yaml": GOOD + "corpus:\n  budget: {tokenizer: cl999k_base}\n"},
+        "s.yaml:9:23",
+        "corpus.budget.tokenizer",
+        "unknown tokenizer 'cl999k_base'",
+    ),
+    (
+        "tokenizer-file-missing",
+        {"s.yaml": GOOD + "corpus:\n  budget: {tokenizer: tok/tokenizer.json}\n"},
+        "s.yaml:9:23",
+        "corpus.budget.tokenizer",
+        "tokenizer file not found",
+    ),
+    (
+        "template-missing",
+        {"s.yaml": GOOD + "templates: {reply: prompts/reply.j2}\n"},
+        "s.yaml:8:20",
+        "templates.reply",
+        "cannot read",
+    ),
+    (
+        "template-unknown-variable",
+        {"s.yaml": GOOD + "templates: {document: doc.j2}\n", "doc.j2": "{% block user %}About {{ principle.nope }}{% endblock %}\n"},
+        "s.yaml:8:23",
+        "templates.document",
+        "doc.j2: the document template uses an unknown variable",
+    ),
+    (
+        "template-syntax-error",
+        {"s.yaml": GOOD + "templates: {ideas: i.j2}\n", "i.j2": "{% block user %}{{ oops {% endblock %}\n"},
+        "s.yaml:8:20",
+        "templates.ideas",
+        "i.j2:1: ideas template",
+    ),
 ]
 
 
@@ -182,3 +307,50 @@ def test_subprocess_has_no_traceback(tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert "s.yaml:" in proc.stderr
+
+
+HOSTILE = ["alias-bomb", "deep-brackets", "recursive-alias", "too-big", "include-not-a-fragment",
+           "decontam-file-missing", "unknown-tokenizer", "template-unknown-variable"]
+
+
+@pytest.mark.parametrize("case", HOSTILE)
+def test_hostile_input_is_quick(tmp_path, case):
+    """As a user runs it: a separate process, exit 2, a located message, no traceback, well within seconds."""
+    _, files, where, _, fragment = next(c for c in CASES if c[0] == case)
+    _write(tmp_path, files)
+    start = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "specc", "validate", "s.yaml"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    elapsed = time.monotonic() - start
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert any(ln.startswith(where) and fragment in ln for ln in proc.stderr.splitlines()), proc.stderr
+    assert elapsed < 5, f"{case} took {elapsed:.1f}s"
+
+
+@pytest.mark.parametrize("stage", ["facets", "doctypes", "ideas", "document", "scenarios", "reply", "judge"])
+def test_validate_renders_every_template(tmp_path, monkeypatch, stage):
+    """A custom template of any stage that names an unknown variable fails validate, not a build."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "t.j2").write_text("{% block user %}Write {{ no_such_variable }}{% endblock %}\n")
+    (tmp_path / "s.yaml").write_text(GOOD + f"templates:\n  {stage}: t.j2\n")
+    result = CliRunner().invoke(app, ["validate", "s.yaml"])
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"s.yaml:9:{len(stage) + 5}: templates.{stage}: ")
+    assert f"t.j2: the {stage} template uses an unknown variable" in result.stderr
+    assert "no_such_variable" in result.stderr
+
+
+def test_ordinary_aliases_load(tmp_path):
+    """Anchors that share a few values, as people use them, are well within the limits."""
+    (tmp_path / "s.yaml").write_text(
+        GOOD.replace("principles:", "x-shared: &reason Aria is trusted because it is reliable.\nprinciples:")
+        .replace("x-shared", "description")
+        + "    rationale: *reason\n"
+        + "  - {id: care, title: Care, statement: Aria cares., rationale: *reason}\n"
+        + "corpus:\n  documents:\n    genres: &genres [FAQ, news report]\n    audiences: *genres\n"
+    )
+    spec = load_spec(tmp_path / "s.yaml")
+    assert spec.principles[1].rationale == "Aria is trusted because it is reliable."
+    assert spec.corpus.documents.audiences == ["FAQ", "news report"]

@@ -18,6 +18,7 @@ PROVIDER_OPT = typer.Option(None, "--provider", help="Override generator.provide
 MODEL_OPT = typer.Option(None, "--model", help="Override generator.model.")
 BASE_URL_OPT = typer.Option(None, "--base-url", help="Override generator.base_url (an OpenAI-compatible /v1 URL).")
 BUDGET_OPT = typer.Option(None, "--budget", min=1, help="Override corpus.budget.tokens (the corpus size in tokens).")
+CACHE_OPT = typer.Option(None, "--cache", help="The generation cache (default: SPECC_CACHE or .specc/cache.sqlite beside the spec).")
 
 
 def _short(items: list[str], n: int = 3) -> str:
@@ -32,68 +33,80 @@ def _say(text: str) -> None:
 def plan_cmd(
     spec_path: Path = SPEC_ARG,
     as_json: bool = JSON_OPT,
-    cache: Path | None = typer.Option(None, "--cache", help="The generation cache (default: SPECC_CACHE or .specc/cache.sqlite beside the spec)."),
+    cache: Path | None = CACHE_OPT,
     provider: str | None = PROVIDER_OPT,
     model: str | None = MODEL_OPT,
     base_url: str | None = BASE_URL_OPT,
     budget: int | None = BUDGET_OPT,
 ) -> None:
     """Show what a build would generate and cost, without calling any model."""
-    from specc.generate.cache import Cache, default_cache_path
+    from specc.build import with_overrides
     from specc.plan import make_plan
     from specc.spec.load import load_spec
     from specc.stages import llm_id
 
-    from specc.build import with_overrides
-
     spec = with_overrides(load_spec(spec_path), budget=budget)
-    cache_file = Path(cache) if cache else default_cache_path(spec_path)
-    if cache and not cache_file.is_file():
-        raise InputError(f"no cache at {cache_file}")
-    handle = Cache(cache_file) if cache_file.is_file() else None  # never create a cache just to plan
-    try:
+    with _open_cache(spec_path, cache) as (handle, cache_file):
         plan = make_plan(spec, model=llm_id(spec, provider, model, base_url), cache=handle)
-    finally:
-        if handle is not None:
-            handle.close()
-    from specc.spec.advice import warnings
-
-    advice = warnings(spec, plan.model)
     if as_json:
-        typer.echo(json.dumps({**plan.to_dict(), "warnings": advice}, indent=2))
+        typer.echo(json.dumps(plan.to_dict(), indent=2))
         return
+    data = plan.to_dict()
     _say(f"{spec.name} {spec.version}: {len(spec.principles)} principles, model {plan.model}, "
-         f"budget {spec.corpus.budget.tokens:,} tokens")
+         f"budget {spec.corpus.budget.tokens:,} tokens; {data['facets']:,} facets, {data['doc_types']:,} "
+         "document types across principles")
+    rows = [[s, e.tasks, e.input_tokens, e.output_tokens] for s, e in plan.stages.items()]
+    t = plan.topup
     console.print(_tbl(
-        "Tasks by stage",
-        ["stage", "tasks", "input tokens", "output tokens", "count"],
-        [[s, e.tasks, e.input_tokens, e.output_tokens, "exact" if s in ("ideas", "scenarios") else "estimated"]
-         for s, e in plan.stages.items()]
-        + [["total", plan.calls, plan.input_tokens, plan.output_tokens, ""]],
+        "Calls by stage",
+        ["stage", "calls", "input tokens", "output tokens"],
+        rows + [["top-up (estimate)", t.tasks, t.input_tokens, t.output_tokens],
+                ["total", plan.calls, plan.input_tokens, plan.output_tokens]],
     ))
     console.print(_tbl(
         "Per principle",
-        ["principle", "ideas tasks", "documents", "doc tokens / quota", "scenario tasks", "demonstrations",
-         "demo tokens / quota"],
-        [[pid, r["ideas_tasks"], r["documents"],
+        ["principle", "facets", "doc types", "ideas calls", "documents", "doc tokens / quota", "scenario calls",
+         "demonstrations", "demo tokens / quota"],
+        [[pid, f"{r['facets']} ({r['facets_generated']} generated)" if r["facets_generated"] else r["facets"],
+          r["doc_types"], r["ideas_calls"], r["documents"],
           f"{r['expected_document_tokens']:,} / {r['quota_document_tokens']:,}",
-          r["scenarios_tasks"], r["demonstrations"],
+          r["scenario_calls"], r["demonstrations"],
           f"{r['expected_demonstration_tokens']:,} / {r['quota_demonstration_tokens']:,}"]
          for pid, r in plan.principles.items()],
     ))
     cost = f"${plan.cost_usd:,.4f}" if any(plan.prices) else "$0 (no price known for this model; set generator.prices)"
     _say(f"estimated cost: {cost} for {plan.input_tokens:,} input + {plan.output_tokens:,} output tokens")
-    if plan.cache is not None:
-        c = plan.cache.to_dict()
-        _say(f"cache {c['path']}: {c['total_cached']:,} tasks cached (exact); would run "
-             f"{sum(c['to_run_exact'].values()):,} tasks whose keys are known (exact) "
-             f"+ about {sum(c['to_run_estimated'].values()):,} below them (estimated)")
+    if plan.cache_path is not None:
+        _say(f"cache {plan.cache_path}: {sum(plan.cached.values()):,} tasks cached; a build would make about "
+             f"{plan.calls:,} calls")
     else:
         _say(f"no cache at {cache_file}: every task would run")
     for note in plan.notes:
         _say(f"note: {note}")
-    for w in advice:
+    for w in plan.warnings:
         _say(f"warning: {w}")
+
+
+class _open_cache:
+    """The cache for ``plan``/``diff``: ``--cache``, else the default beside the spec if it exists; never created."""
+
+    def __init__(self, spec_path: Path, cache: Path | None):
+        from specc.generate.cache import default_cache_path
+
+        self.file = Path(cache) if cache else default_cache_path(spec_path)
+        if cache and not self.file.is_file():
+            raise InputError(f"no cache at {self.file}")
+        self.handle = None
+
+    def __enter__(self):
+        from specc.generate.cache import Cache
+
+        self.handle = Cache(self.file) if self.file.is_file() else None
+        return self.handle, self.file
+
+    def __exit__(self, *exc) -> None:
+        if self.handle is not None:
+            self.handle.close()
 
 
 @command("diff")
@@ -101,12 +114,25 @@ def diff_cmd(
     old: Path = typer.Argument(..., help="The spec before the edit."),
     new: Path = typer.Argument(..., help="The spec after the edit."),
     as_json: bool = JSON_OPT,
+    cache: Path | None = CACHE_OPT,
+    provider: str | None = PROVIDER_OPT,
+    model: str | None = MODEL_OPT,
+    base_url: str | None = BASE_URL_OPT,
+    budget: int | None = BUDGET_OPT,
 ) -> None:
-    """Show which principles and stages an edit regenerates, and about how many calls a rebuild makes."""
+    """Show which principles and stages an edit regenerates, and how many calls a rebuild makes.
+
+    The overrides apply to both specs, as they would to both builds.
+    """
+    from specc.build import with_overrides
     from specc.plan import diff_specs
     from specc.spec.load import load_spec
+    from specc.stages import llm_id
 
-    d = diff_specs(load_spec(old), load_spec(new))
+    a, b = (with_overrides(load_spec(p), budget=budget) for p in (old, new))
+    with _open_cache(new, cache) as (handle, _):
+        d = diff_specs(a, b, model_old=llm_id(a, provider, model, base_url), model_new=llm_id(b, provider, model, base_url),
+                       cache=handle)
     if as_json:
         typer.echo(json.dumps(d.to_dict(), indent=2))
         return
@@ -114,8 +140,8 @@ def diff_cmd(
     if changed:
         console.print(_tbl(
             "Principles",
-            ["principle", "status", "stages regenerated", "tasks changed", "calls"],
-            [[pid, r["status"], ", ".join(r["stages"]) or "-", _short(r["changes"]), r["calls"]]
+            ["principle", "status", "stages regenerated", "calls by stage", "calls"],
+            [[pid, r["status"], ", ".join(r["stages"]) or "-", _short(r["changes"], 4), r["calls"]]
              for pid, r in changed.items()],
         ))
     for stage, h in d.templates.items():
@@ -127,8 +153,9 @@ def diff_cmd(
         _say(f"changed without new calls (curation/emit re-run): {', '.join(d.curation_only)}")
     if d.context == "spec" and d.calls:
         _say("corpus.context is `spec`: every prompt carries the whole spec, so every edit regenerates everything")
-    _say(f"a rebuild would make about {d.calls:,} calls ({d.first_stage_calls:,} first-stage tasks are exact)"
-         if d.calls else "a rebuild would make no LLM calls")
+    _say(f"a rebuild at {d.budget:,} tokens would make {d.calls:,} calls"
+         + (f" ({', '.join(f'{s} {n:,}' for s, n in d.calls_by_stage.items())})" if d.calls else "")
+         + ("" if d.cache else "; no cache found, so the old spec's build is assumed complete"))
 
 
 @command("build")
@@ -138,7 +165,7 @@ def build_cmd(
     provider: str | None = PROVIDER_OPT,
     model: str | None = MODEL_OPT,
     base_url: str | None = BASE_URL_OPT,
-    cache: Path | None = typer.Option(None, "--cache", help="The generation cache (default: SPECC_CACHE or .specc/cache.sqlite beside the spec)."),
+    cache: Path | None = CACHE_OPT,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
     push: bool = typer.Option(False, "--push", help="Upload the result to output.hub.repo on the Hugging Face Hub."),
     max_usd: float | None = typer.Option(None, "--max-usd", min=0, help="Stop when this much has been spent (overrides generator.max_usd)."),
@@ -182,5 +209,6 @@ def build_cmd(
         return
     raise ShortBuildError(
         f"{head}{lines}\nthe corpus was written to {r.out_dir}" + (" but not pushed" if push else "")
-        + "; fix the causes above, or pass --allow-short to accept it"
+        + f"; the rows dropped are in {r.out_dir / 'dropped'} (`specc show {r.out_dir} --dropped --reason R`); "
+        "fix the causes above, or pass --allow-short to accept it"
     )

@@ -64,7 +64,7 @@ def clear(
     if not path.exists():
         console.print(f"{path}: no cache, nothing to clear", markup=False)
         return
-    with Cache(path) as c:
+    with Cache(path, any_version=True) as c:
         n = len(c)
         if not yes and not typer.confirm(f"Delete {n} cached generations from {path}?"):
             raise typer.Exit(1)

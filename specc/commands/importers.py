@@ -20,17 +20,25 @@ NAME = typer.Option(None, "--name", help="Spec name (a slug; default: from the f
 ASSISTANT = typer.Option("Assistant", "--assistant", help="The assistant's name, used in every document.")
 DEVELOPER = typer.Option("", "--developer", help="Who builds the assistant.")
 FORCE = typer.Option(False, "--force", help="Overwrite an existing output file.")
+STRICT = typer.Option(False, "--strict", help="Treat every warning (something skipped) as an error: exit 2, write nothing.")
 
 
-def _finish(imp, output: Path, force: bool) -> None:
+def _finish(imp, output: Path, force: bool, strict: bool) -> None:
+    from specc.errors import SpecError
     from specc.spec.importers import write_spec
 
+    if strict and imp.warnings:
+        raise SpecError(imp.warnings)
     spec = write_spec(imp, output, force=force)
     for warning in imp.warnings:
         err_console.print(f"warning: {warning}", markup=False)
+    skipped = f"; {len(imp.warnings)} warning(s) above: those parts were skipped" if imp.warnings else ""
+    console.print(f"wrote {output}: {imp.summary}{skipped}", markup=False)
+    g = spec.generator
     console.print(
-        f"wrote {output}: {len(spec.principles)} principles, {imp.example_count} examples; "
-        f"review it, then run `specc validate {output}`",
+        f"next: the generator is the spec default ({g.provider} {g.model}) and the budget "
+        f"{spec.corpus.budget.tokens:,} tokens; set generator and corpus.budget.tokens in {output} "
+        f"(see the comment at its end), then `specc plan {output}`",
         markup=False,
     )
 
@@ -43,11 +51,12 @@ def import_openai_model_spec(
     assistant: str = ASSISTANT,
     developer: str = DEVELOPER,
     force: bool = FORCE,
+    strict: bool = STRICT,
 ) -> None:
     """Import a spec in the OpenAI Model Spec markdown format; authority levels become priorities."""
     from specc.spec.import_openai import import_model_spec
 
-    _finish(import_model_spec(source, name=name, assistant=assistant, developer=developer), output, force)
+    _finish(import_model_spec(source, name=name, assistant=assistant, developer=developer), output, force, strict)
 
 
 @command("rules", group=import_app)
@@ -58,8 +67,9 @@ def import_rules_cmd(
     assistant: str = ASSISTANT,
     developer: str = DEVELOPER,
     force: bool = FORCE,
+    strict: bool = STRICT,
 ) -> None:
     """Import a numbered or labelled rule list; indented bullets become subrules."""
     from specc.spec.import_rules import import_rules
 
-    _finish(import_rules(source, name=name, assistant=assistant, developer=developer), output, force)
+    _finish(import_rules(source, name=name, assistant=assistant, developer=developer), output, force, strict)

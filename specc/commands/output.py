@@ -74,6 +74,16 @@ def stats_cmd(out: Path = OUT_ARG) -> None:
             ],
         )
     )
+    div = {pid: p.get("diversity") for pid, p in m["principles"].items() if p.get("diversity")}
+    if div:
+        console.print(_tbl(
+            "Coverage and diversity (distinct word 4-grams per 1,000 words)",
+            ["principle", "facets covered", "document types", "documents", "demonstrations", "low"],
+            [[pid, f"{d['facets_covered']} / {d['facets']}" if d.get("facets") else d["facets_covered"],
+              d["doc_types_used"], d["distinct_4grams_per_1k_words"].get("documents"),
+              d["distinct_4grams_per_1k_words"].get("demonstrations"), ", ".join(d.get("low_diversity") or [])]
+             for pid, d in div.items()],
+        ))
     for config, label in (("documents", "genre"), ("demonstrations", "kind")):
         if m["kinds"].get(config):
             console.print(_tbl(f"{config.capitalize()} by {label}", [label, "rows"], list(m["kinds"][config].items())))
@@ -91,32 +101,50 @@ def stats_cmd(out: Path = OUT_ARG) -> None:
 def show_cmd(
     out: Path = OUT_ARG,
     principle: str | None = typer.Option(None, "--principle", "-p", help="Only rows of this principle."),
-    config: str = typer.Option("documents", "--config", "-c", help="documents or demonstrations."),
+    config: str | None = typer.Option(None, "--config", "-c", help="documents or demonstrations (default: documents; "
+                                      "with --dropped, both)."),
     n: int = typer.Option(3, "-n", min=1, help="How many rows."),
     max_chars: int = typer.Option(2000, "--max-chars", min=0, help="Cut long text (0: never)."),
+    dropped: bool = typer.Option(False, "--dropped", help="Show what the build dropped (OUT/dropped/), with the reason."),
+    reason: str | None = typer.Option(None, "--reason", "-r", help="With --dropped: only this reason (`judge:fail`) "
+                                      "or step (`judge`)."),
 ) -> None:
-    """Print sample rows of an output."""
+    """Print sample rows of an output, or the rows it dropped and why."""
     from specc.emit import iter_rows, read_manifest
+    from specc.emit.dropped import iter_dropped
 
     m = read_manifest(out)
     if principle is not None and principle not in m["principles"]:
         raise InputError(f"unknown principle {principle!r}: one of {', '.join(m['principles'])}")
-    rows = iter_rows(out, config)
+    if config is not None and config not in ("documents", "demonstrations"):
+        raise InputError(f"unknown config {config!r}: use documents or demonstrations")
+    if reason is not None and not dropped:
+        raise InputError("--reason needs --dropped")
+    if dropped:
+        rows = iter_dropped(out, m, config, reason)
+    else:
+        rows = ({**r, "config": config or "documents"} for r in iter_rows(out, config or "documents"))
     if principle is not None:
         rows = (r for r in rows if r["principle_id"] == principle)
     shown = 0
     for row in itertools.islice(rows, n):
         shown += 1
-        console.print(Panel(_body(row, config, max_chars), title=Text(_title(row, config)), title_align="left"))
-    if not shown:
+        console.print(Panel(_body(row, row["config"], max_chars), title=Text(_title(row, row["config"])),
+                            title_align="left"))
+    if dropped and not shown:
+        known = ", ".join(f"{k} {v}" for k, v in (m.get("dropped_rows") or {}).get("reasons", {}).items()) or "none"
+        console.print(f"no dropped rows match in {out} (reasons: {known})", markup=False)
+    elif not shown:
         where = f" for principle {principle}" if principle else ""
-        console.print(f"no {config}{where} in {out}", markup=False)
+        console.print(f"no {config or 'documents'}{where} in {out}", markup=False)
 
 
 def _title(row: dict, config: str) -> str:
     label = row.get("genre") if config == "documents" else row.get("kind")
     extra = f" judge={row['judge_verdict']}" if row.get("judge_verdict") else ""
-    return f"{row['id']}  {row['principle_id']}  {label or ''}  {row['tokens']} tokens{extra}"
+    facet = f"  {row['facet']}" if row.get("facet") else ""
+    why = f"dropped: {row['reason']}  " if row.get("reason") else ""
+    return f"{why}{row['id']}  {row['principle_id']}  {label or ''}{facet}  {row['tokens']} tokens{extra}"
 
 
 def _cut(text: str, max_chars: int) -> str:
@@ -125,11 +153,18 @@ def _cut(text: str, max_chars: int) -> str:
 
 def _body(row: dict, config: str, max_chars: int) -> Text:
     if config == "documents":
-        return Text(_cut(row["text"], max_chars))
+        if not row["text"] and row.get("idea"):  # a dropped idea: it never became a document
+            return Text("idea: " + _cut(row["idea"], max_chars))
+        body = Text(_cut(row["text"], max_chars))
+        if row.get("reason") and row.get("idea"):
+            body.append("\n\nidea: " + _cut(row["idea"], max_chars), style="dim")
+        return body
     body = Text()
     for i, msg in enumerate(row["messages"]):
         if i:
             body.append("\n\n")
         body.append(f"{msg['role']}: ", style="bold")
         body.append(_cut(msg["content"], max_chars))
+    if row.get("reason") and row.get("judge_reason"):
+        body.append(f"\n\njudge: {_cut(row['judge_reason'], max_chars)}", style="dim")
     return body

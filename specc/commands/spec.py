@@ -34,6 +34,7 @@ def init(
 def validate(specs: list[Path] = typer.Argument(..., help="Spec files to check.")) -> None:
     """Check specs; print a summary per valid spec and every problem as FILE:LINE:COL."""
     from specc.spec.load import load_spec
+    from specc.spec.preflight import preflight
 
     failed = 0
     for path in specs:
@@ -42,6 +43,12 @@ def validate(specs: list[Path] = typer.Argument(..., help="Spec files to check."
         except SpecError as e:
             failed += 1
             err_console.print(str(e), markup=False)
+            continue
+        # What a build would reject only after loading: eval files, the tokenizer, the templates.
+        issues = preflight(spec)
+        if issues:
+            failed += 1
+            err_console.print(str(SpecError(issues)), markup=False)
             continue
         n_ex = sum(len(p.examples) for p in spec.principles)
         n_hold = sum(e.holdout for p in spec.principles for e in p.examples)
@@ -58,7 +65,7 @@ def validate(specs: list[Path] = typer.Argument(..., help="Spec files to check."
 
 
 def _warn_pairings(spec) -> None:
-    from specc.spec.advice import warnings
+    from specc.spec.preflight import warnings
 
     for w in warnings(spec):
         err_console.print(f"warning: {w}", markup=False)

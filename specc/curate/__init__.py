@@ -31,8 +31,10 @@ class CurateResult:
     curated: Counter[tuple[str, str]] = field(default_factory=Counter)  # records in, by (principle, kind)
     quotas: list[dict] = field(default_factory=list)
     shortfall: dict[tuple[str, str], int] = field(default_factory=dict)
+    wanting: dict[tuple[str, str], int] = field(default_factory=dict)  # the shortfalls a top-up round can close
     dedup_params: dict = field(default_factory=dict)
     decontam_sources: dict[str, int] = field(default_factory=dict)  # eval source -> records dropped
+    rejected: list[tuple[Record, str]] = field(default_factory=list)  # (record, "step:reason"), for OUT/dropped/
 
     def to_dict(self) -> dict:
         return {
@@ -55,7 +57,7 @@ class Curator:
     def __init__(self, spec: Spec, *, tokenizer: Tokenizer | None = None, tolerance: float = 0.03) -> None:
         from specc.curate.decontam import Decontaminator
         from specc.curate.filters import QualityFilter
-        from specc.quotas import compute_quotas
+        from specc.plan.quotas import compute_quotas
         from specc.tokens import get_tokenizer
 
         corpus = spec.corpus
@@ -76,11 +78,13 @@ class Curator:
         from specc.tokens import render_chat
 
         todo = [r for r in records if not r.tokens]
-        texts = [r.text if r.kind == "document" else render_chat(r.messages) for r in todo]
         count_batch = getattr(self.tokenizer, "count_batch", None)
-        counts = count_batch(texts) if count_batch else [self.tokenizer.count(t) for t in texts]
-        for r, n in zip(todo, counts):
-            r.tokens = n
+        for i in range(0, len(todo), 512):  # bounded batches: the token lists of a whole corpus would not fit
+            chunk = todo[i : i + 512]
+            texts = [r.text if r.kind == "document" else render_chat(r.messages) for r in chunk]
+            counts = count_batch(texts) if count_batch else [self.tokenizer.count(t) for t in texts]
+            for r, n in zip(chunk, counts):
+                r.tokens = n
 
     def run(self, records: Iterable[Record]) -> CurateResult:
         """Filter, dedup, decontaminate and select ``records`` to the budget."""
@@ -91,9 +95,10 @@ class Curator:
         # Sorted first so every "keep the first" rule keeps the same record whatever order
         # generation finished in.
         ordered = sorted(records, key=lambda r: (r.id, r.principle_id))
+        self.count_tokens(ordered)  # once, in batches: the stages leave it to curation
         # Counters start from zero on every run; the loaded eval tables are reused.
         for step in (self.filter, self.decontam):
-            step.drops, step.kind_drops = Counter(), Counter()
+            step.drops, step.kind_drops, step.rejected = Counter(), Counter(), []
         self.decontam.by_source = Counter()
         steps: list[Step] = [self.filter, ScaffoldFilter.from_spec(self.spec)]
         near = NearDedup(**self._near_args)
@@ -113,6 +118,7 @@ class Curator:
         dropped: Counter[str] = Counter()
         by_principle: dict[str, Counter[str]] = {}
         by_slot: dict[tuple[str, str], Counter[str]] = {}
+        rejected: list[tuple[Record, str]] = []
         for step in steps:
             for (reason, pid), n in step.drops.items():
                 key = f"{step.name}:{reason}"
@@ -120,6 +126,7 @@ class Curator:
                 by_principle.setdefault(pid, Counter())[key] += n
             for (reason, pid, kind), n in step.kind_drops.items():
                 by_slot.setdefault((pid, kind), Counter())[f"{step.name}:{reason}"] += n
+            rejected += [(r, f"{step.name}:{why}") for r, why in step.rejected]
         return CurateResult(
             kept=kept,
             dropped=dropped,
@@ -128,6 +135,8 @@ class Curator:
             curated=Counter((r.principle_id, r.kind) for r in ordered),
             quotas=budget.report,
             shortfall=budget.shortfall,
+            wanting=budget.wanting,
             dedup_params={**near.params, "enabled": self.dedup},
             decontam_sources=dict(self.decontam.by_source),
+            rejected=rejected,
         )

@@ -132,7 +132,7 @@ class Decontaminator(Step):
             for p in spec.principles
             for ex in p.examples
             if ex.holdout
-            for text in (ex.user, ex.good, ex.bad)
+            for text in (*(content for _, content in ex.conversation), ex.good, ex.bad, ex.acceptable)
             if text
         ]
         if holdout:

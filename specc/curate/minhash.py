@@ -54,9 +54,11 @@ def lsh_params(threshold: float, num_perm: int, fn_weight: float = 0.9) -> tuple
     Every candidate is verified against its signature afterwards, so a false positive costs one
     comparison while a false negative is a duplicate left in the corpus: recall is weighted up.
     """
-    from datasketch.lsh import _optimal_param
+    from datasketch import MinHashLSH
 
-    return _optimal_param(threshold, num_perm, 1.0 - fn_weight, fn_weight)
+    # The public constructor runs the optimisation; an empty in-memory index costs nothing.
+    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm, weights=(1.0 - fn_weight, fn_weight))
+    return lsh.b, lsh.r
 
 
 def p_detect(threshold: float, bands: int, rows: int) -> float:

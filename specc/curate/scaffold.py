@@ -124,14 +124,21 @@ def pieces(text: str) -> list[str]:
     return out
 
 
-def brief_pieces(prompt: list[str], content: list[str], shared: dict[str, str] | None = None) -> tuple[str, ...]:
-    """The prompt's own lines and sentences, leaving out those that quote ``content`` (the spec, the idea):
-    a record may repeat the principle it is about, not its instructions.
+def flat_text(content: list[str]) -> str:
+    """``content`` in the form prompt pieces are compared in, one line per item."""
+    return "\n".join(_flat(c) for c in content if c)
+
+
+def brief_pieces(prompt: list[str], content: list[str], shared: dict[str, str] | None = None,
+                 known: str = "") -> tuple[str, ...]:
+    """The prompt's own lines and sentences, leaving out those that quote ``content`` (the spec, the idea)
+    or ``known`` (content already in ``flat_text`` form): a record may repeat the principle it is about,
+    not its instructions.
 
     ``shared`` (one per build) interns the pieces: most come from the template and are the same
     for every record of a stage, so a large corpus stores each once.
     """
-    known = "\n".join(_flat(c) for c in content if c)
+    known = "\n".join(x for x in (known, flat_text(content)) if x)
     shared = {} if shared is None else shared
     out = set()
     for text in prompt:

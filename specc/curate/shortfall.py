@@ -16,9 +16,9 @@ SHORT_SHARE = 0.5
 
 _LABEL = {"document": "documents", "demonstration": "demonstrations"}
 # Which answers a reason is counted against: (stage or None for curated records, unit).
-_STAGE_OF = {"ideas": "ideas", "scenarios": "scenarios", "judge": "judge", "internal": None}
-_UNITS = {"ideas": "idea lists", "scenarios": "scenario lists", "document": "documents", "reply": "replies",
-          "judge": "replies"}
+_STAGE_OF = {"doctypes": "doctypes", "ideas": "ideas", "scenarios": "scenarios", "judge": "judge", "internal": None}
+_UNITS = {"doctypes": "document-type lists", "ideas": "idea lists", "scenarios": "scenario lists",
+          "document": "documents", "reply": "replies", "judge": "replies"}
 
 
 @dataclass(frozen=True)
@@ -76,11 +76,11 @@ def fix_for(reason: str, kind: str, hints: Hints) -> str:
     if step == "judge" and why == "unparseable":
         return "the judge model cannot grade; use a capable judge or set demonstrations.judge: false"
     if step == "judge":
-        return ("the judge failed most replies; read them with `specc show`, " + capable
+        return ("the judge failed most replies; read them with `specc show OUT --dropped --reason judge`, " + capable
                 + ", or set demonstrations.judge: false")
     if why in ("truncated",) and step in ("parse", "filter"):
         return f"answers hit the token limit; raise corpus.{tokens}"
-    if step in ("ideas", "scenarios", "internal") or why in ("empty", "unparseable"):
+    if step in ("doctypes", "ideas", "scenarios", "internal") or why in ("empty", "unparseable"):
         return f"the model's answers cannot be used; {capable}"
     if why == "too_short":
         return f"records are too short; lower corpus.filters.min_words or raise corpus.{tokens}"
@@ -140,10 +140,11 @@ def diagnose(
         if not reasons and over:
             reasons["budget:over_quota"] = over
         if not reasons:
-            what = ("documents.ideas_per_genre or add genres" if kind == "document"
-                    else "demonstrations.per_kind or add kinds")
-            out.append(Short(pid, kind, target, achieved, "", 0, 0, "", f"too few records were planned; raise {what}, "
-                             "or corpus.rounds"))
+            # Nothing was dropped: the answers held fewer items than asked, or the top-up rounds ran out.
+            what = "ideas" if kind == "document" else "scenarios"
+            out.append(Short(pid, kind, target, achieved, "", 0, 0, "",
+                             f"too few records were made (the model wrote fewer {what} than asked); raise "
+                             "corpus.rounds, so top-up rounds fill what is missing"))
             continue
         reason, count = min(reasons.items(), key=lambda kv: (-kv[1], kv[0]))
         of, unit = _denominator(reason, kind, pid, answers, curated)

@@ -19,6 +19,7 @@ from specc.records import Record
 from specc.spec.schema import Spec
 
 from .card import render_card
+from .dropped import write_dropped
 from .lock import output_lock
 from .manifest import MANIFEST_NAME, MANIFEST_SCHEMA_VERSION, build_manifest, dumps, read_manifest
 from .shards import CONFIGS, FORMATS, collect, read_shard, write_shards
@@ -107,6 +108,7 @@ def emit(
     extra_writers: Sequence[Callable[[Path], None]] = (),
     fmt: str | None = None,
     shard_bytes: int | None = None,
+    dropped: Iterable[tuple[Record, str]] = (),
 ) -> dict:
     """Write the corpus to ``out_dir`` atomically and return its manifest."""
     out_dir = Path(out_dir).absolute()
@@ -119,14 +121,14 @@ def emit(
     try:
         _check_target(out_dir)
         with output_lock(out_dir):  # _recover deletes temp folders: only the lock holder may
-            return _emit_locked(records, spec, out_dir, build_info, extra_writers, fmt, shard_bytes)
+            return _emit_locked(records, spec, out_dir, build_info, extra_writers, fmt, shard_bytes, dropped)
     except OSError as e:
         where = e.filename or out_dir
         raise OutputError(f"cannot write the corpus to {where}: {e.strerror or e}") from e
 
 
 def _emit_locked(records, spec: Spec, out_dir: Path, build_info: dict, extra_writers, fmt: str,
-                 shard_bytes: int) -> dict:
+                 shard_bytes: int, dropped: Iterable[tuple[Record, str]]) -> dict:
     _recover(out_dir)
     tmp: Path | None = _make_tmp(out_dir)
     try:
@@ -135,6 +137,7 @@ def _emit_locked(records, spec: Spec, out_dir: Path, build_info: dict, extra_wri
         for config in CONFIGS:
             shards += write_shards(tmp, config, rows[config], fmt, shard_bytes)
         manifest = build_manifest(spec, build_info, rows, shards, fmt)
+        manifest["dropped_rows"] = write_dropped(tmp, dropped, fmt, shard_bytes)
         (tmp / "README.md").write_text(render_card(spec, manifest), encoding="utf-8")
         (tmp / MANIFEST_NAME).write_text(dumps(manifest), encoding="utf-8")
         for writer in extra_writers:

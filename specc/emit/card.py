@@ -75,7 +75,7 @@ This build has no {{ c }}: the `{{ c }}` config is empty.
 
 | {{ label }} | rows |
 | --- | ---: |
-{% for k, n in m.kinds[c].items() %}| {{ k | cell }} | {{ n | num }} |
+{% for k, n in top(m.kinds[c]) %}| {{ k | cell }} | {{ n | num }} |
 {% endfor %}
 {% endfor %}
 
@@ -133,9 +133,10 @@ trainer.train()
 
 ## Columns
 
-`documents`: `id`, `text`, `principle_id`, `genre`, `tokens`, and provenance.
+`documents`: `id`, `text`, `principle_id`, `genre` (the document type), `facet` (the aspect of the principle
+it is about: `principle`, `subrule-N`, `example-N` or `generated-N`), `tokens`, and provenance.
 `demonstrations`: `id`, `messages` (a list of `{role, content}`), `principle_id`, `kind` (direct, indirect,
-edge_case, adversarial, multi_turn, conflict), `tokens`, `judge_verdict`, `judge_reason`, and provenance.
+edge_case, adversarial, multi_turn, conflict), `facet`, `tokens`, `judge_verdict`, `judge_reason`, and provenance.
 Provenance: `model` (the generator), `template_hash` (the prompt template), `task_key` (the cache key of
 the LLM call), `spec_version`, `idea` (JSON: the idea or scenario the row was written from) and `meta`
 (JSON: any other provenance). `id` is a content hash. Rows are shuffled with a seed from the spec.
@@ -206,6 +207,15 @@ def front_matter(spec: Spec, manifest: dict) -> str:
     return f"---\n{data.to_yaml()}\n---\n"
 
 
+def _top(counts: dict, n: int = 25) -> list[tuple[str, int]]:
+    """The ``n`` largest counts, then the rest as one row: generated document types run to hundreds."""
+    rows = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    if len(rows) <= n + 1:
+        return rows
+    rest = rows[n:]
+    return rows[:n] + [(f"{len(rest)} other kinds", sum(v for _, v in rest))]
+
+
 def render_card(spec: Spec, manifest: dict) -> str:
     """The whole README.md; a function of the spec and the manifest minus ``created_at``."""
     env = jinja2.Environment(
@@ -220,6 +230,7 @@ def render_card(spec: Spec, manifest: dict) -> str:
         shard_counts={c: sum(s["config"] == c for s in manifest["shards"]) for c in ("documents", "demonstrations")},
         titles={p.id: p.title for p in spec.principles},
         pct=_pct,
+        top=_top,
         llm={k: manifest["llm"].get(k) for k in LLM_KEYS},
         repo=manifest["hub"]["repo"] or f"ORG/{spec.name}",
     )

@@ -84,6 +84,8 @@ def push(
             commit_message=message,
             # Shards from an earlier push with a different shard count would match `train-*`.
             delete_patterns=[f"{c}/*" for c in CONFIGS],
+            # What a build dropped (judge failures included) is for review here, not for publishing.
+            ignore_patterns=["dropped/*"],
         )
     except HfHubHTTPError as e:
         raise _http_error(e, repo, endpoint) from e

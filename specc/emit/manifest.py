@@ -9,7 +9,7 @@ from pathlib import Path
 
 from specc import __version__
 from specc.errors import InputError, ManifestVersionError
-from specc.quotas import compute_quotas
+from specc.plan.quotas import compute_quotas
 from specc.spec.schema import Spec
 
 from .shards import CONFIGS, Shard, SizedRow
@@ -63,6 +63,11 @@ def build_manifest(spec: Spec, build_info: dict, rows: dict[str, list[SizedRow]]
         }
         for pid, v in by_principle.items()
     }
+    from .diversity import principle_diversity
+
+    diversity, diversity_summary = principle_diversity(rows, pids, build_info.get("expansion") or {})
+    for pid, d in diversity.items():
+        principles[pid]["diversity"] = d
     tokens = {c: sum(r.row["tokens"] for r in rows[c]) for c in CONFIGS}
     llm = build_info.get("llm") or {}
     hub = spec.output.hub
@@ -94,6 +99,7 @@ def build_manifest(spec: Spec, build_info: dict, rows: dict[str, list[SizedRow]]
             for c in CONFIGS
         ],
         "kinds": {c: _sorted(dict(kinds[c])) for c in CONFIGS},
+        "diversity": diversity_summary,
         "dropped": _sorted(dict(build_info.get("dropped") or {})),
         "llm": {k: llm.get(k) for k in LLM_KEYS if k in llm},
         "rounds": build_info.get("rounds"),

@@ -262,9 +262,13 @@ def charts(manifest: dict, s: Scan) -> dict[str, Markup | None]:
     out["quota"] = (hbar_chart("quota", "Tokens per principle against quota", bars, label_w=90, counts=False)
                     if bars else None)
 
-    def mix(name: str, label: str, counts: Counter, color: str) -> Markup | None:
+    def mix(name: str, label: str, counts: Counter, color: str, top: int = 20) -> Markup | None:
         total = sum(counts.values())
-        rows = [Bar(k, v, color, note=f"{v:,} · {_pct(v, total)}") for k, v in counts.most_common()]
+        common = counts.most_common()
+        if len(common) > top + 1:  # generated document types run to hundreds
+            rest = common[top:]
+            common = common[:top] + [(f"{len(rest)} other kinds", sum(v for _, v in rest))]
+        rows = [Bar(k, v, color, note=f"{v:,} · {_pct(v, total)}") for k, v in common]
         return hbar_chart(name, label, rows, **HALF) if rows else None
 
     out["genres"] = mix("genres", "Documents by genre", s.genres, MIX)
@@ -309,7 +313,12 @@ def render_report(out_dir: Path) -> str:
             else sum((p.get("quota") or {}).values()),
             "dropped": sum(dropped.values()) if isinstance(dropped, dict) else (dropped or 0),
             "samples": s.samples.get(pid, Samples()),
+            "diversity": p.get("diversity") or {},
         })
+    diversity = manifest.get("diversity") or {}
+    low_diversity = [(pid, c, ((manifest["principles"][pid].get("diversity") or {}).get("distinct_4grams_per_1k_words") or {}).get(c),
+                      (diversity.get("median") or {}).get(c))
+                     for c, pids in (diversity.get("low") or {}).items() for pid in pids if pid in manifest["principles"]]
     env = Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True)
     env.filters["human"] = human
     env.filters["pct"] = lambda a, b: _pct(a or 0, b or 0)
@@ -317,7 +326,8 @@ def render_report(out_dir: Path) -> str:
     return template.render(
         m=manifest, spec=manifest.get("spec") or {}, llm=llm, tokens=tokens, counts=counts,
         dropped_total=dropped_total, cache_rate=_pct(llm.get("cached") or 0, served), charts=charts(manifest, s),
-        principles=principles, short=short, verdicts=dict(s.verdicts.most_common()),
+        principles=principles, short=short, verdicts=dict(s.verdicts.most_common()), diversity=diversity,
+        low_diversity=low_diversity,
     )
 
 

@@ -43,6 +43,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("text", pa.string()),
             ("principle_id", pa.string()),
             ("genre", pa.string()),
+            ("facet", pa.string()),
             ("tokens", pa.int64()),
             *PROVENANCE,
         ]
@@ -53,6 +54,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("messages", MESSAGES),
             ("principle_id", pa.string()),
             ("kind", pa.string()),
+            ("facet", pa.string()),
             ("tokens", pa.int64()),
             ("judge_verdict", pa.string()),
             ("judge_reason", pa.string()),
@@ -103,6 +105,7 @@ def record_to_row(rec: Record) -> tuple[str, dict]:
             "text": rec.text,
             "principle_id": rec.principle_id,
             "genre": rec.genre,
+            "facet": rec.facet,
             "tokens": int(rec.tokens),
         }
         return "documents", {**row, **_provenance(meta)}
@@ -113,6 +116,7 @@ def record_to_row(rec: Record) -> tuple[str, dict]:
             "messages": [{"role": str(m["role"]), "content": str(m["content"])} for m in rec.messages],
             "principle_id": rec.principle_id,
             "kind": rec.demo_kind,
+            "facet": rec.facet,
             "tokens": int(rec.tokens),
             "judge_verdict": _str_or_none(judge.get("verdict")) if isinstance(judge, dict) else None,
             "judge_reason": _str_or_none(judge.get("reason")) if isinstance(judge, dict) else None,

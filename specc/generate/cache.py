@@ -13,7 +13,12 @@ from specc.errors import InputError
 from specc.generate.base import Generation
 from specc.records import Task
 
-SCHEMA_VERSION = 1
+# 2: task keys name the model (provider, model name, namespace), not the endpoint URL; the embedded
+# model's id carries its GGUF hash and llama.cpp version. No version-1 key can match a version-2 task.
+SCHEMA_VERSION = 2
+_OLDER = {
+    1: "its task keys include the endpoint's URL, so no entry in it can be reused by this version",
+}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
@@ -48,10 +53,12 @@ class Cache:
 
     Safe for concurrent writers: threads share one connection under a lock; processes
     are serialised by SQLite's own locking (WAL, with a generous busy timeout).
+    ``any_version`` opens a cache of another schema version, for ``clear`` alone.
     """
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, *, any_version: bool = False):
         self.path = Path(path)
+        self._any_version = any_version
         self._lock = threading.Lock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -73,10 +80,12 @@ class Cache:
     def _check_version(self) -> None:
         self._db.execute("INSERT OR IGNORE INTO meta (k, v) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
         (v,) = self._db.execute("SELECT v FROM meta WHERE k = 'schema_version'").fetchone()
-        if int(v) != SCHEMA_VERSION:
+        if int(v) != SCHEMA_VERSION and not self._any_version:
+            why = _OLDER.get(int(v), "it was written by another version of specc")
             raise InputError(
-                f"the cache {self.path} has schema version {v}, this specc reads version {SCHEMA_VERSION}; "
-                "run `specc cache clear` or use another --cache"
+                f"the cache {self.path} has schema version {v}, this specc reads version {SCHEMA_VERSION}: {why}. "
+                f"Run `specc cache clear --cache {self.path}` (the next build calls the model again) "
+                "or point --cache / SPECC_CACHE elsewhere"
             )
 
     def get(self, key: str) -> Generation | None:
@@ -159,6 +168,8 @@ class Cache:
         """Delete every entry; returns how many there were."""
         with self._lock:
             n = self._db.execute("DELETE FROM generations").rowcount
+            # Empty, it is a cache of this version, whatever version wrote it.
+            self._db.execute("UPDATE meta SET v = ? WHERE k = 'schema_version'", (str(SCHEMA_VERSION),))
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._db.execute("VACUUM")
         return n

@@ -11,6 +11,7 @@ import asyncio
 import collections
 import dataclasses
 import inspect
+import itertools
 import random
 import time
 from dataclasses import dataclass, field
@@ -21,11 +22,12 @@ from aiolimiter import AsyncLimiter
 from specc.generate.cache import Cache
 from specc.errors import CostCapError, EndpointError, FailureRateError, SpeccError
 from specc.generate.base import LLM, Generation, TaskError, TransientError
-from specc.generate.pricing import cost_usd, price_for
+from specc.generate.pricing import cost_usd, run_prices
 from specc.records import Task
 
 OnResult = Callable[[Task, Generation], "Iterable[Task] | None | Awaitable[Iterable[Task] | None]"]
-OnFailure = Callable[[Task, str], None]
+# A failed task's callback may return follow-up tasks too (a gate that waited on it opens).
+OnFailure = Callable[[Task, str], "Iterable[Task] | None"]
 
 
 @dataclass
@@ -44,6 +46,7 @@ class RunStats:
     wall_s: float = 0.0
     per_stage: dict[str, dict] = field(default_factory=dict)
     failures: list[dict] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def stage(self, name: str) -> dict:
         return self.per_stage.setdefault(
@@ -54,6 +57,17 @@ class RunStats:
         return dataclasses.asdict(self)
 
 
+# Queue priorities: a retry whose wait is over goes before new work, the end-of-run marker after everything.
+_RETRY, _NEW, _END = 0, 1, 2
+
+
+class _RetryLater(Exception):
+    """This attempt failed in a way worth retrying after ``delay`` seconds."""
+
+    def __init__(self, delay: float):
+        self.delay = delay
+
+
 class _Run:
     """The mutable state of one ``Engine.run``."""
 
@@ -61,11 +75,17 @@ class _Run:
         self.on_result = on_result
         self.on_failure = on_failure
         self.stats = RunStats()
-        self.queue: asyncio.Queue[str | None] = asyncio.Queue()
+        self.queue: asyncio.PriorityQueue[tuple[int, int, str | None]] = asyncio.PriorityQueue()
+        self.seq = itertools.count()  # FIFO within a priority
         self.waiting: dict[str, list[Task]] = {}  # key -> tasks wanting it; the first is the one called
-        self.outstanding = 1  # keys queued or in flight, +1 while the initial tasks are being submitted
+        self.attempts: dict[str, int] = {}  # key -> failed attempts so far
+        self.timers: dict[asyncio.TimerHandle, str] = {}  # retries waiting out their backoff -> their keys
+        self.outstanding = 1  # keys queued, in flight or backing off, +1 while the initial tasks are submitted
         self.workers = 0
         self.stop = False  # the cost cap was reached: dispatch nothing new
+
+    def put(self, key: str | None, priority: int = _NEW) -> None:
+        self.queue.put_nowait((priority, next(self.seq), key))
 
 
 class Engine:
@@ -97,7 +117,7 @@ class Engine:
         self.max_failure_rate = max_failure_rate
         self.min_tasks_for_failure_rate = min_tasks_for_failure_rate
         self.max_usd = max_usd
-        self.prices = prices if prices is not None else price_for(_model_name(llm))
+        self.prices = prices if prices is not None else run_prices(llm.id, _model_name(llm), None, max_usd)
         self.progress = progress
         self.retry_base_delay = retry_base_delay
         self.retry_max_delay = retry_max_delay
@@ -120,7 +140,7 @@ class Engine:
             max_retries=g.max_retries,
             max_failure_rate=g.max_failure_rate,
             max_usd=g.max_usd,
-            prices=price_for(_model_name(llm), g.prices),
+            prices=run_prices(llm.id, _model_name(llm), g.prices, g.max_usd),
             progress=progress,
         )
 
@@ -158,6 +178,8 @@ class Engine:
             e.stats = r.stats
             raise
         finally:
+            for h in r.timers:
+                h.cancel()
             for w in (submit, *workers):
                 w.cancel()
             await asyncio.gather(submit, *workers, return_exceptions=True)
@@ -196,7 +218,7 @@ class Engine:
             if gen is None:
                 r.waiting[key] = [task]
                 r.outstanding += 1
-                r.queue.put_nowait(key)
+                r.put(key)
                 continue
             self._count_cached(r, task, gen)
             follow = await self._deliver(r, task, gen)
@@ -218,11 +240,11 @@ class Engine:
         r.outstanding -= 1
         if r.outstanding == 0:
             for _ in range(r.workers):
-                r.queue.put_nowait(None)
+                r.put(None, _END)
 
     async def _worker(self, r: _Run) -> None:
         while True:
-            key = await r.queue.get()
+            _, _, key = await r.queue.get()
             if key is None:
                 return
             if r.stop:  # the cost cap: drain the queue, leaving its tasks for a rerun
@@ -230,13 +252,21 @@ class Engine:
                 continue
             task = r.waiting[key][0]
             try:
-                await self._preflight()
-                gen = await self._call(r, task)
+                await self._preflight(r)
+                gen = await self._attempt(r, key, task)
+            except _RetryLater as e:
+                # The task waits out its backoff without a worker: the slot serves other tasks meanwhile.
+                self._retry_later(r, key, e.delay)
+                continue
             except (TaskError, TransientError) as e:
-                self._fail(r, key, str(e))
+                follow = self._fail(r, key, str(e))
+                if follow:
+                    await self._submit(r, follow)
             else:
                 self.cache.put(key, task, gen)
                 self._count_call(r, task, gen)
+                if r.stop:  # the cost cap: a task waiting to retry will not run either; end without waiting
+                    self._drop_retries(r)
                 waiters = r.waiting.pop(key)
                 for i, t in enumerate(waiters):
                     if i:
@@ -244,44 +274,68 @@ class Engine:
                     follow = await self._deliver(r, t, gen if i == 0 else dataclasses.replace(gen, cached=True))
                     if follow:
                         await self._submit(r, follow)
+            r.attempts.pop(key, None)
             self._finish_one(r)
 
-    async def _preflight(self) -> None:
+    async def _preflight(self, r: _Run) -> None:
         if self._preflight_done:
             return
         async with self._preflight_lock:
             if not self._preflight_done:
                 check = getattr(self.llm, "preflight", None)
                 if check is not None:
-                    await check()
-                    self._reached = True
+                    warning = await check()
+                    if warning:  # e.g. a busy server that is slow to list its models: not proof it is there
+                        self._warn(r, warning)
+                    else:
+                        self._reached = True
                 self._preflight_done = True
 
-    # -- one call, with retries -------------------------------------------------------
-    async def _call(self, r: _Run, task: Task) -> Generation:
-        attempt = 0
-        while True:
-            await self._limit(task)
-            try:
-                gen = await self.llm.generate(list(task.messages), task.params)
-                self._reached = True
-                return gen
-            except (SpeccError, TaskError):
-                raise
-            except TransientError as e:
-                if e.unreachable and not self._reached:
-                    # Nothing has ever answered: retrying a refused connection for minutes helps nobody.
-                    raise EndpointError(f"{e.reason}; is the server running and base_url right?") from None
-                last = e
-            except (asyncio.TimeoutError, ConnectionError) as e:
-                last = TransientError(f"{type(e).__name__}: {e}")
-            except Exception as e:  # noqa: BLE001 - a provider bug fails this task, the failure rate catches a pattern
-                raise TaskError(f"{type(e).__name__}: {e}") from None
-            if attempt >= self.max_retries:
-                raise TaskError(f"{last.reason} (gave up after {attempt + 1} attempts)")
-            r.stats.retries += 1
-            await asyncio.sleep(self._backoff(attempt, last.retry_after))
-            attempt += 1
+    def _warn(self, r: _Run, message: str) -> None:
+        r.stats.warnings.append(message)
+        warn = getattr(self.progress, "warn", None)
+        if warn is not None:
+            warn(message)
+
+    # -- one attempt of a call; retries go back to the queue ----------------------------
+    async def _attempt(self, r: _Run, key: str, task: Task) -> Generation:
+        """Call the model once; raise _RetryLater with the backoff, or TaskError when retries are spent."""
+        await self._limit(task)
+        try:
+            gen = await self.llm.generate(list(task.messages), task.params)
+            self._reached = True
+            return gen
+        except (SpeccError, TaskError):
+            raise
+        except TransientError as e:
+            if e.unreachable and not self._reached:
+                # Nothing has ever answered: retrying a refused connection for minutes helps nobody.
+                raise EndpointError(f"{e.reason}; is the server running and base_url right?") from None
+            last = e
+        except (asyncio.TimeoutError, ConnectionError) as e:
+            last = TransientError(f"{type(e).__name__}: {e}")
+        except Exception as e:  # noqa: BLE001 - a provider bug fails this task, the failure rate catches a pattern
+            raise TaskError(f"{type(e).__name__}: {e}") from None
+        attempt = r.attempts.get(key, 0)
+        if attempt >= self.max_retries:
+            raise TaskError(f"{last.reason} (gave up after {attempt + 1} attempts)")
+        r.attempts[key] = attempt + 1
+        r.stats.retries += 1
+        raise _RetryLater(self._backoff(attempt, last.retry_after))
+
+    def _retry_later(self, r: _Run, key: str, delay: float) -> None:
+        def due() -> None:
+            del r.timers[handle]
+            r.put(key, _RETRY)
+
+        handle = asyncio.get_running_loop().call_later(delay, due)
+        r.timers[handle] = key
+
+    def _drop_retries(self, r: _Run) -> None:
+        for handle in list(r.timers):
+            handle.cancel()
+            del r.timers[handle]
+            self._finish_one(r)  # its task stays in r.waiting, counted as not run
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
@@ -326,8 +380,9 @@ class Engine:
         if self.max_usd is not None and cost > 0 and s.cost_usd >= self.max_usd:
             r.stop = True
 
-    def _fail(self, r: _Run, key: str, reason: str) -> None:
+    def _fail(self, r: _Run, key: str, reason: str) -> list[Task]:
         s = r.stats
+        follow: list[Task] = []
         for t in r.waiting.pop(key):
             s.failed += 1
             s.stage(t.stage)["failed"] += 1
@@ -335,7 +390,7 @@ class Engine:
             if self.progress:
                 self.progress.update(t.stage, failed=True)
             if r.on_failure is not None:
-                r.on_failure(t, reason)
+                follow += r.on_failure(t, reason) or []
         finished = s.calls + s.failed
         if finished >= self.min_tasks_for_failure_rate and s.failed / finished > self.max_failure_rate:
             reasons = collections.Counter(f["reason"] for f in s.failures).most_common(5)
@@ -344,10 +399,11 @@ class Engine:
                 f"{s.failed} of {finished} tasks failed (more than {self.max_failure_rate:.0%}), so the run stopped. "
                 f"Most common reasons: {summary}. Finished work is cached; fix the cause and rerun."
             )
+        return follow
 
 
 def _model_name(llm: LLM) -> str:
-    """The bare model name of an LLM ("openai:gpt-4o@http://x/v1" -> "gpt-4o")."""
+    """The bare model name of an LLM ("openai:gpt-4o@ns=team" -> "gpt-4o")."""
     name = getattr(llm, "model", None)
     if isinstance(name, str):
         return name

@@ -7,17 +7,21 @@ from specc.generate.base import LLM
 
 
 def llm_id(gen, *, provider: str | None = None, model: str | None = None, base_url: str | None = None) -> str:
-    """The id ``make_llm`` would give, without constructing the provider (which may load a model or need a key)."""
+    """The id ``make_llm`` would give, without constructing the provider (which may load a model or need a key).
+
+    ``base_url`` is accepted for symmetry with ``make_llm`` but does not enter the id: a model keeps
+    its identity, and so its cached results, when it moves to another host.
+    """
     provider = provider or gen.provider
     model = model or gen.model
     if provider == "openai":
-        from specc.generate.openai import OPENAI_URL, public_url
+        from specc.generate.openai import openai_id
 
-        return f"openai:{model}@{public_url((base_url or gen.base_url or OPENAI_URL).rstrip('/'))}"
+        return openai_id(model, gen.cache_namespace)
     if provider == "local":
         from specc.generate.local import local_id
 
-        return local_id(model)
+        return local_id(model, gen.cache_namespace)
     raise InputError(f"unknown provider {provider!r}; use `local` or `openai`")
 
 
@@ -39,10 +43,11 @@ def make_llm(
             base_url=base_url or gen.base_url,
             api_key_env=gen.api_key_env,
             timeout=timeout or gen.timeout,
+            namespace=gen.cache_namespace,
         )
     if provider == "local":
         from specc.generate.local import LocalLLM
 
         # The spec's default model is the local one; a hosted model name makes no sense here.
-        return LocalLLM(model or gen.model)
+        return LocalLLM(model or gen.model, namespace=gen.cache_namespace)
     raise InputError(f"unknown provider {provider!r}; use `local` or `openai`")

@@ -51,17 +51,33 @@ def retry_after(headers) -> float | None:
     return None
 
 
+def openai_id(model: str, namespace: str | None = None) -> str:
+    """The model's identity: its name, not the URL serving it, so a model moved to another host keeps its cache.
+
+    ``namespace`` (``generator.cache_namespace``) tells apart different models served under one name.
+    """
+    return f"openai:{model}" + (f"@ns={namespace}" if namespace else "")
+
+
 class OpenAILLM:
     """Chat completions over HTTP with ``openai.AsyncOpenAI``."""
 
     def __init__(
-        self, model: str, *, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY", timeout: float = 120.0
+        self,
+        model: str,
+        *,
+        base_url: str | None = None,
+        api_key_env: str = "OPENAI_API_KEY",
+        timeout: float = 120.0,
+        namespace: str | None = None,
     ):
         self.model = model
         self.base_url = (base_url or OPENAI_URL).rstrip("/")
         self.api_key_env = api_key_env
         self.timeout = timeout
-        self.id = f"openai:{model}@{public_url(self.base_url)}"
+        self.id = openai_id(model, namespace)
+        # GET /models only tells us sooner what the first completion would; see ``preflight``.
+        self.preflight_timeout = min(timeout, 15.0)
         key = os.environ.get(api_key_env)
         self._has_key = bool(key)
         if not key and urlsplit(self.base_url).hostname == "api.openai.com":
@@ -94,27 +110,36 @@ class OpenAILLM:
             f"variable {self.api_key_env} ({_message(e)})"
         )
 
-    async def preflight(self) -> None:
-        """Fail within seconds on a wrong URL, a bad key or an unknown model (GET /models)."""
-        wait = min(self.timeout, 15.0)
+    async def preflight(self) -> str | None:
+        """Fail within seconds on a wrong URL, a bad key or an unknown model (GET /models); return a warning, if any.
+
+        A slow answer is only a warning: llama.cpp's server, for one, answers /models only between
+        generations, so a busy but healthy server must not fail the build. Completions have their own
+        timeouts and retries.
+        """
+        wait = self.preflight_timeout
         try:
             page = await self._client.models.list(timeout=wait)
             served = [m.id for m in page.data]
         except (openai.AuthenticationError, openai.PermissionDeniedError) as e:
             raise self._auth_error(e) from None
         except openai.APITimeoutError:
-            raise EndpointError(
-                f"{self._where()} did not answer within {wait:g} s; is base_url right and the server up?"
-            ) from None
+            return (
+                f"{self._where()} did not list its models within {wait:g} s (a server busy generating may not "
+                f"answer until it is idle); going on with the normal timeout ({self.timeout:g} s) and retries"
+            )
         except openai.APIConnectionError as e:
-            raise EndpointError(
-                f"cannot reach {self._where()}: {_cause(e)}; is the server running and base_url right?"
-            ) from None
+            if isinstance(e.__cause__, httpx2.ConnectError):  # refused, unknown host, TLS: nothing is there
+                raise EndpointError(
+                    f"cannot reach {self._where()}: {_cause(e)}; is the server running and base_url right?"
+                ) from None
+            return f"{self._where()} did not finish listing its models ({_cause(e)}); going on with retries"
         except (openai.APIStatusError, openai.APIResponseValidationError, ValueError, TypeError, AttributeError):
-            return  # some servers have no usable /models; the first completion will tell
+            return None  # some servers have no usable /models; the first completion will tell
         if served and self.model not in served:
             shown = ", ".join(sorted(served)[:10]) + (", ..." if len(served) > 10 else "")
             raise ModelNotFoundError(f"model {self.model!r} is not served by {self._where()} (it serves: {shown})")
+        return None
 
     async def generate(self, messages: list[Message], params: SamplingParams) -> Generation:
         kwargs: dict = {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from specc.errors import InputError
+
 # (input, output) USD per million tokens, list prices. A spec's `generator.prices` overrides these.
 PRICES: dict[str, tuple[float, float]] = {
     "gpt-4o": (2.50, 10.00),
@@ -43,11 +45,39 @@ def price_for(model: str, spec_prices=None) -> tuple[float, float]:
         if isinstance(spec_prices, (tuple, list)):
             return float(spec_prices[0]), float(spec_prices[1])
         return float(spec_prices.input_per_mtok), float(spec_prices.output_per_mtok)
+    return table_price(model) or (0.0, 0.0)
+
+
+def table_price(model: str) -> tuple[float, float] | None:
+    """The built-in price of ``model``, or None when the table does not know it."""
     name = model.rsplit("/", 1)[-1].lower()
     if name in PRICES:
         return PRICES[name]
     best = max((k for k in PRICES if name.startswith(k + "-")), key=len, default=None)
-    return PRICES[best] if best else (0.0, 0.0)
+    return PRICES[best] if best else None
+
+
+def run_prices(llm_id: str, model: str, spec_prices=None, max_usd: float | None = None) -> tuple[float, float]:
+    """The prices a run is charged at; refuses a spending cap that could never fire.
+
+    The embedded model is free. An endpoint model the table does not know would price at 0, and a
+    ``max_usd`` cap would then be ignored without a word, so the spec must say what it costs.
+    """
+    if spec_prices is not None:
+        return price_for(model, spec_prices)
+    if llm_id.startswith("local:"):
+        return (0.0, 0.0)
+    known = table_price(model)
+    if known is not None:
+        return known
+    if max_usd is not None:
+        raise InputError(
+            f"a spending cap is set (generator.max_usd or --max-usd: ${max_usd:g}) but specc has no price for "
+            f"model {model!r}, so the cap could never fire; give its prices in the spec, e.g. "
+            "`generator: {prices: {input_per_mtok: 0.5, output_per_mtok: 1.5}}` (USD per million tokens; "
+            "0 and 0 for a free endpoint)"
+        )
+    return (0.0, 0.0)
 
 
 def cost_usd(prices: tuple[float, float], input_tokens: int, output_tokens: int) -> float:

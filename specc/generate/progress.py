@@ -79,6 +79,10 @@ class Progress:
         st.cost += cost
         self._changed(stage)
 
+    def warn(self, message: str) -> None:
+        """Say something the user should know about the run, even when quiet."""
+        self.console.print(f"warning: {message}", markup=False)
+
     @property
     def cost(self) -> float:
         return sum(s.cost for s in self.stages.values())

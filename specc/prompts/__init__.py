@@ -21,7 +21,7 @@ from specc.errors import InputError
 from specc.generate.base import Message
 from specc.records import sha256_hex
 
-STAGES: tuple[str, ...] = ("ideas", "document", "scenarios", "reply", "judge")
+STAGES: tuple[str, ...] = ("facets", "doctypes", "ideas", "document", "scenarios", "reply", "judge")
 BLOCKS: tuple[str, ...] = ("system", "user")
 
 _ENV = jinja2.Environment(

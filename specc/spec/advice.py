@@ -7,18 +7,12 @@ can do; one that sets them to something it cannot do is warned about by ``valida
 
 from __future__ import annotations
 
-from specc.spec.schema import Spec
+from specc.spec.schema import STAGES, Spec
 
 # Tokens of kept corpus the embedded model yields per minute on two CPU cores, measured on the
 # starter spec with every filter on: for a warning, not a promise.
 EMBEDDED_TOKENS_PER_MINUTE = 600
 SLOW_MINUTES = 15
-
-
-def model_id(spec: Spec, provider: str | None = None, model: str | None = None, base_url: str | None = None) -> str:
-    from specc.generate.factory import llm_id
-
-    return llm_id(spec.generator, provider=provider, model=model, base_url=base_url)
 
 
 def embedded(model: str) -> bool:
@@ -41,11 +35,14 @@ def judge_for(spec: Spec, model: str) -> bool:
 
 def warnings(spec: Spec, model: str | None = None) -> list[str]:
     """Pairings of model and settings that build badly or not at all, each with its fix."""
-    model = model or model_id(spec)
+    if model is None:
+        from specc.stages import llm_id
+
+        model = llm_id(spec)
     out = []
-    overridden = [s for s in ("ideas", "document", "scenarios", "reply", "judge") if getattr(spec.templates, s)]
+    overridden = [s for s in STAGES if getattr(spec.templates, s)]
     if embedded(model):
-        if preset_for(spec, model) == "default" and len(overridden) < 5:
+        if preset_for(spec, model) == "default" and len(overridden) < len(STAGES):
             out.append(
                 "templates.preset is `default`, but the embedded model cannot follow those prompts: almost "
                 "nothing it writes will parse; remove templates.preset (or set `templates: small`), or use a "

@@ -144,12 +144,12 @@ def import_rules(
             groups.append(key)
     ids = IdAllocator("rule")
     principles = []
-    warnings = []
+    warnings: list[SpecIssue] = []
     for index, r in enumerate(rules):
         statement = r.text
         pid = ids(r.label) if r.label else ids(_words_id(statement))
         if r.label and pid != slugify(r.label):
-            warnings.append(f"{path}:{r.line}: label {r.label} repeats an earlier one; its id is {pid}")
+            warnings.append(SpecIssue(str(path), r.line, None, "", f"label {r.label} repeats an earlier one; its id is {pid}"))
         priority = groups.index((r.prefix or "#") if labelled else r.group) if grouped else index
         p: dict = {"id": pid, "title": short_title(statement), "priority": priority}
         tag = slugify(r.group)
@@ -173,4 +173,5 @@ def import_rules(
         description=description,
         notes=notes,
         warnings=warnings,
+        summary=f"{len(principles)} principles from {len(rules)} rules",
     )

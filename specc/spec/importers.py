@@ -21,7 +21,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.scalarstring import FoldedScalarString, LiteralScalarString
 
-from specc.errors import InputError, OutputError
+from specc.errors import InputError, OutputError, SpecIssue
 from specc.spec.schema import SLUG, Spec
 
 MAX_ID = 64
@@ -104,9 +104,11 @@ class Imported:
     developer: str
     principles: list[dict[str, Any]]
     description: str = ""
-    # Comment lines placed above principles[i]: section context that has no field of its own.
+    # Comment blocks placed above principles[i]: section prose that has no field of its own.
     notes: dict[int, list[str]] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
+    tail: list[str] = field(default_factory=list)  # comment blocks after the last principle
+    warnings: list[SpecIssue] = field(default_factory=list)  # what was skipped, FILE:LINE: what and why
+    summary: str = ""  # what was converted, for the last lines of the command's output
 
     @property
     def example_count(self) -> int:
@@ -186,13 +188,19 @@ def _mapping(d: dict[str, Any]) -> CommentedMap:
 def _comment(text: str, width: int = 94) -> str:
     lines: list[str] = []
     for para in text.splitlines():
-        lines.extend(textwrap.wrap(para, width) or [""])
+        indent = "  " if para.startswith("- ") else ""  # a list item's continuation lines hang under it
+        lines.extend(textwrap.wrap(para, width, subsequent_indent=indent) or [""])
     return "\n".join(lines)
 
 
-def default_budget(n_principles: int) -> int:
-    """A small first build: about 20k tokens a principle, never under 100k."""
-    return max(100_000, 20_000 * n_principles)
+NEXT_STEPS = (
+    "Next: choose the model and the corpus size. Until you do, a build uses the spec defaults: the "
+    "embedded offline model (generator.provider: local, model: smollm2-135m) and "
+    "corpus.budget.tokens: 200000. For example:\n"
+    "generator: {provider: openai, model: gpt-4o-mini, api_key_env: OPENAI_API_KEY}\n"
+    "corpus: {budget: {tokens: 2000000}}\n"
+    "then `specc plan` shows the calls and cost before `specc build` spends them."
+)
 
 
 def build_document(imp: Imported) -> CommentedMap:
@@ -209,35 +217,22 @@ def build_document(imp: Imported) -> CommentedMap:
     principles = CommentedSeq()
     for p in imp.principles:
         principles.append(_mapping(p))
-    for i, lines in sorted(imp.notes.items()):
-        principles.yaml_set_comment_before_after_key(i, before=_comment("\n".join(lines)), indent=2)
+    for i, blocks in sorted(imp.notes.items()):
+        principles.yaml_set_comment_before_after_key(i, before=_comment("\n\n".join(blocks)), indent=2)
     doc["principles"] = principles
-    doc["corpus"] = _mapping(
-        {"budget": {"tokens": default_budget(len(imp.principles))}, "mix": {"documents": 0.8, "demonstrations": 0.2}}
-    )
-    doc["generator"] = _mapping({"provider": "local", "model": "smollm2-135m"})
 
     doc.yaml_set_start_comment(
         _comment(
             f"Imported from {imp.source.name} ({imp.fmt}) by `specc import {imp.command}`.\n"
             "Review the principles before a build: the importer keeps the text as written, and "
-            "statements, subrules and priorities are its best guess at the structure."
+            "statements, subrules and priorities are its best guess at the structure. The source's "
+            "sections without an authority are kept as comments above the principles that follow them."
         )
     )
     doc.yaml_add_eol_comment("the name used in every generated document", "assistant")
     doc.yaml_set_comment_before_after_key(
         "principles",
         before=_comment("\nLower priority wins when two principles conflict."),
-    )
-    doc.yaml_set_comment_before_after_key(
-        "corpus", before=_comment("\nA small first build; raise corpus.budget.tokens for a real one.")
-    )
-    doc.yaml_set_comment_before_after_key(
-        "generator",
-        before=_comment(
-            "\nThe bundled local model; for an OpenAI-compatible endpoint set provider: openai, "
-            "model, base_url and api_key_env (the NAME of the variable holding the key)."
-        ),
     )
     return doc
 
@@ -248,7 +243,9 @@ def render_yaml(imp: Imported) -> str:
     yaml.width = 4096  # long plain scalars stay on one line; long prose is folded by _folded
     buf = io.StringIO()
     yaml.dump(build_document(imp), buf)
-    return buf.getvalue()
+    # The model and the budget are the user's choice (and cost); they are left at the spec defaults.
+    tail = "\n\n".join([*imp.tail, NEXT_STEPS])
+    return buf.getvalue() + "\n" + "\n".join(f"# {ln}".rstrip() if ln else "" for ln in _comment(tail).splitlines()) + "\n"
 
 
 def validate(imp: Imported, text: str) -> Spec:

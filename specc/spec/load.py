@@ -11,13 +11,17 @@ import difflib
 import re
 import types
 import typing
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.composer import Composer
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.events import AliasEvent
+from ruamel.yaml.nodes import MappingNode, SequenceNode
 
 from specc.errors import SpecError, SpecIssue
 from specc.spec.schema import Fragment, Spec
@@ -28,6 +32,12 @@ Pos = tuple[int, int]  # 1-based line, column
 # Only these two variables exist; anything else in braces is left exactly as written.
 _VARS = re.compile(r"\{\{\s*assistant\.(name|developer)\s*\}\}")
 _RENDERED_SECTIONS = ("description", "principles")
+
+# Limits that keep hostile input cheap to reject. A large real spec (the whole OpenAI Model Spec
+# imported) is under 1 MB, nests 8 levels deep and uses no aliases.
+MAX_BYTES = 4 * 1024 * 1024
+MAX_DEPTH = 64
+MAX_ALIAS_NODES = 10_000  # values that aliases add when expanded ("billion laughs" adds ~10^9)
 
 
 def format_loc(loc: Loc) -> str:
@@ -46,6 +56,14 @@ class _Doc:
         self.data: Any = None
         self.key_pos: dict[Loc, Pos] = {}
         self.val_pos: dict[Loc, Pos] = {}
+
+    def __eq__(self, other: object) -> bool:
+        # A loaded Spec keeps its _Doc; two loads of one file must still compare equal.
+        if not isinstance(other, _Doc):
+            return NotImplemented
+        return (self.display, self.key_pos, self.val_pos) == (other.display, other.key_pos, other.val_pos)
+
+    __hash__ = None  # type: ignore[assignment]
 
     def issue(self, loc: Loc, message: str, *, at_key: bool = False) -> SpecIssue:
         line, col = self.where(loc, at_key=at_key)
@@ -98,11 +116,99 @@ class _Doc:
         return node if isinstance(node, (list, dict)) else str(node)
 
 
+class _LimitExceeded(Exception):
+    """Input past one of the loader's limits, at a 0-based YAML mark."""
+
+    def __init__(self, mark: Any, message: str):
+        super().__init__(message)
+        self.mark = mark
+        self.message = message
+
+
+class _LimitedComposer(Composer):
+    """ruamel.yaml's composer with a nesting limit and a budget for alias expansion.
+
+    The data it builds shares aliased nodes, but everything downstream (plain data, the
+    schema) expands them: a few hundred bytes of nested aliases would expand to 10^9 nodes.
+    The composer recurses once per level, so the depth limit also keeps it off Python's stack limit.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._level = 0
+        self._expanded = 0
+        self._open: set[str] = set()  # anchors of the nodes being composed
+        self._sizes: dict[int, tuple[int, int]] = {}
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.parser.peek_event()
+        if isinstance(event, AliasEvent):
+            self._count_alias(event)
+            return super().compose_node(parent, index)
+        self._level += 1
+        if self._level > MAX_DEPTH:
+            raise _LimitExceeded(event.start_mark, f"nested more than {MAX_DEPTH} levels deep")
+        anchor = getattr(event, "anchor", None)
+        if anchor is not None:
+            self._open.add(anchor)
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._level -= 1
+            self._open.discard(anchor)
+
+    def _count_alias(self, event: Any) -> None:
+        if event.anchor in self._open:
+            raise _LimitExceeded(event.start_mark, f"alias *{event.anchor} refers to a node that contains it (a recursive structure)")
+        node = self.anchors.get(event.anchor)
+        if node is None:
+            return  # ruamel reports the undefined alias
+        size, depth = self._measure(node)
+        if self._level + depth > MAX_DEPTH:
+            raise _LimitExceeded(event.start_mark, f"nested more than {MAX_DEPTH} levels deep once alias *{event.anchor} is expanded")
+        self._expanded += size
+        if self._expanded > MAX_ALIAS_NODES:
+            raise _LimitExceeded(
+                event.start_mark,
+                f"aliases expand to more than {MAX_ALIAS_NODES:,} values (a YAML alias bomb?); write the values out",
+            )
+
+    def _measure(self, root: Any) -> tuple[int, int]:
+        """(nodes, depth) of ``root`` with every alias expanded; memoised, since aliases share their nodes."""
+        stack = [(root, False)]
+        while stack:
+            node, done = stack.pop()
+            if id(node) in self._sizes:
+                continue
+            kids = self._children(node)
+            if done or not kids:
+                measured = [self._sizes[id(k)] for k in kids]
+                self._sizes[id(node)] = (1 + sum(n for n, _ in measured), 1 + max((d for _, d in measured), default=0))
+            else:
+                stack.append((node, True))
+                stack.extend((k, False) for k in kids if id(k) not in self._sizes)
+        return self._sizes[id(root)]
+
+    @staticmethod
+    def _children(node: Any) -> list:
+        if isinstance(node, SequenceNode):
+            return list(node.value)
+        if isinstance(node, MappingNode):
+            return [x for pair in node.value for x in pair]
+        return []
+
+
 def _read_text(path: Path, display: str) -> str:
     if not path.exists():
         raise SpecError([SpecIssue(display, None, None, "", "no such file")])
     if path.is_dir():
         raise SpecError([SpecIssue(display, None, None, "", "is a directory, expected a YAML spec file")])
+    size = path.stat().st_size
+    if size > MAX_BYTES:
+        raise SpecError([SpecIssue(display, 1, 1, "", (
+            f"file is {size / 2**20:.1f} MB; a spec may be at most {MAX_BYTES // 2**20} MB "
+            "(put eval data in corpus.decontamination.files, not in the spec)"
+        ))])
     raw = path.read_bytes()
     if b"\x00" in raw[:8192]:
         raise SpecError([SpecIssue(display, 1, 1, "", "not a text file (binary content); expected a YAML spec")])
@@ -122,9 +228,15 @@ def _parse(path: Path, display: str) -> _Doc:
     text = _read_text(path, display)
     yaml = YAML(typ="rt")
     yaml.allow_duplicate_keys = False
+    yaml.Composer = _LimitedComposer
     doc = _Doc(path, display)
     try:
         node = yaml.load(text)
+    except _LimitExceeded as e:
+        raise SpecError([SpecIssue(display, e.mark.line + 1, e.mark.column + 1, "", e.message)]) from None
+    except RecursionError:
+        # The depth limit should make this unreachable; a located message is still better than a traceback.
+        raise SpecError([SpecIssue(display, 1, 1, "", "nested too deeply to read")]) from None
     except MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         problem = (e.problem or str(e)).strip()
@@ -259,16 +371,18 @@ class _Includes:
                 continue
             if not target.is_file():
                 what = "is a directory" if target.is_dir() else "not found"
-                self.issues.append(doc.issue(("include", i), f"included file {rel!r} {what}"))
+                self.issues.append(doc.issue(("include", i), f"included file {rel!r} {what} (looked for {target})"))
                 continue
             self.seen.add(target)
+            line, _ = doc.where(("include", i))
+            via = f" (included from {doc.display}:{line})"
             try:
                 sub = _parse(target, display)
             except SpecError as e:
-                self.issues.extend(e.issues)
+                self.issues.extend(replace(x, message=x.message + via) for x in e.issues)
                 continue
             frag, errs = _validate(sub, Fragment, sub.data, lambda loc: False)
-            self.issues.extend(errs)
+            self.issues.extend(replace(x, message=x.message + via) for x in errs)
             if frag is not None:
                 for j, p in enumerate(sub.data.get("principles", [])):
                     self.principles.append((p, sub, ("principles", j)))
@@ -314,7 +428,16 @@ def load_spec(path: str | Path) -> Spec:
         raise SpecError(issues)
     assert spec is not None
     spec._source = path.resolve()
+    doc.data = None  # only the positions are kept
+    spec._where = doc
     return spec
+
+
+def issue_at(spec: Spec, loc: Loc, message: str) -> SpecIssue:
+    """A problem found after loading, located at the line and column where ``loc`` is written."""
+    if isinstance(spec._where, _Doc):
+        return spec._where.issue(loc, message)
+    return SpecIssue(str(spec.source or "spec"), None, None, format_loc(loc), message)
 
 
 def _duplicate_ids(doc: _Doc, own: list, included: list[tuple[dict, _Doc, Loc]]) -> list[SpecIssue]:

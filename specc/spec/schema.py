@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
@@ -45,7 +45,7 @@ DEFAULT_GENRES: tuple[str, ...] = (
 
 DemoKind = Literal["direct", "indirect", "edge_case", "adversarial", "multi_turn", "conflict"]
 DEMO_KINDS: tuple[str, ...] = ("direct", "indirect", "edge_case", "adversarial", "multi_turn", "conflict")
-STAGES: tuple[str, ...] = ("ideas", "document", "scenarios", "reply", "judge")
+STAGES: tuple[str, ...] = ("facets", "doctypes", "ideas", "document", "scenarios", "reply", "judge")
 
 
 class Model(BaseModel):
@@ -59,21 +59,47 @@ class Assistant(Model):
     developer: str = Field("", description="Who builds the assistant.")
 
 
+class Turn(Model):
+    """One message of an example conversation."""
+
+    role: Literal["user", "assistant", "tool"] = Field(description="Who speaks: `user`, `assistant` or `tool` (a tool's output).")
+    content: str = Field(min_length=1, description="What the message says.")
+
+
 class Example(Model):
     """A worked example of the principle; ``holdout`` examples never enter a prompt or the corpus."""
 
-    user: str = Field(min_length=1, description="What the user says.")
-    system: str | None = Field(None, description="An optional operator system prompt.")
+    user: str | None = Field(None, min_length=1, description="What the user says (a one-turn example).")
+    turns: list[Turn] = Field(
+        default_factory=list,
+        description="A multi-turn example instead of `user`: the conversation before the reply, ending with a "
+        "`user` or `tool` message.",
+    )
+    system: str | None = Field(None, description="An optional operator (developer) system prompt.")
     good: str | None = Field(None, description="A reply that follows the principle.")
     bad: str | None = Field(None, description="A reply that violates it.")
+    acceptable: str | None = Field(None, description="A reply that is acceptable but not the best: neither good nor bad.")
     note: str = Field("", description="Why the good reply is good (or the bad one bad).")
     holdout: bool = Field(False, description="Held out: used only to decontaminate the corpus.")
 
     @model_validator(mode="after")
-    def _needs_a_reply(self) -> Example:
-        if self.good is None and self.bad is None:
-            raise ValueError("an example needs a `good` or a `bad` reply")
+    def _complete(self) -> Example:
+        if self.user is not None and self.turns:
+            raise ValueError("give either `user` (one turn) or `turns` (a conversation), not both")
+        if self.user is None and not self.turns and self.system is None:
+            raise ValueError("an example needs a `user` message (or `turns`)")
+        if self.turns and self.turns[-1].role == "assistant":
+            raise ValueError("`turns` must end with a `user` or `tool` message: the replies answer it")
+        if self.good is None and self.bad is None and self.acceptable is None:
+            raise ValueError("an example needs a `good` or a `bad` reply (or an `acceptable` one)")
         return self
+
+    @property
+    def conversation(self) -> list[tuple[str, str]]:
+        """The messages before the reply as (role, content), without the system prompt."""
+        if self.user is not None:
+            return [("user", self.user)]
+        return [(t.role, t.content) for t in self.turns]
 
 
 class Principle(Model):
@@ -126,9 +152,15 @@ class Documents(Model):
         4,
         ge=1,
         le=100,
-        description="Document ideas asked for in one call (per principle and genre). The budget decides how many "
-        "genres a principle uses and how many of each call's ideas become documents.",
+        description="Document ideas asked for in one call (per facet and document type): a batch size, not a "
+        "ceiling. Each idea becomes one document; the budget decides how many calls run.",
     )
+    generate_types: bool = Field(
+        True,
+        description="When a facet needs more ideas calls than `genres` has entries, ask the generator for "
+        "further realistic document types for it (else the genres are used again for a further batch).",
+    )
+    types_per_call: int = Field(8, ge=1, le=50, description="Document types asked for in one call.")
     max_tokens: int = Field(1500, ge=64, description="Output limit for one document.")
     audiences: list[str] = Field(
         default_factory=lambda: ["general public", "students", "professionals", "policy makers", "developers"],
@@ -144,8 +176,8 @@ class Demonstrations(Model):
         4,
         ge=1,
         le=100,
-        description="Scenarios asked for in one call (per principle and kind). The budget decides how many kinds "
-        "a principle uses and how many of each call's scenarios get a reply.",
+        description="Scenarios asked for in one call (per facet and kind): a batch size, not a ceiling. The "
+        "budget decides how many calls run; each kept scenario gets a reply.",
     )
     judge: bool | None = Field(
         None,
@@ -155,6 +187,19 @@ class Demonstrations(Model):
     system_prompt_share: float = Field(0.3, ge=0, le=1, description="Share of scenarios with an operator prompt.")
     max_tokens: int = Field(700, ge=32)
     seed_with_examples: bool = Field(True, description="Show non-holdout examples to the scenario writer.")
+
+
+class Facets(Model):
+    """How a principle expands into facets: the aspects its documents and scenarios are about."""
+
+    generate: bool = Field(
+        True,
+        description="Besides the principle itself, its sub-rules and examples, ask the generator for further "
+        "facets (concrete behaviours, the values behind them, situations, mistakes they prevent) when the "
+        "budget needs more calls than the given facets spread well over.",
+    )
+    per_call: int = Field(6, ge=1, le=50, description="Facets asked for in one call.")
+    max: int = Field(24, ge=0, le=500, description="At most this many generated facets per principle.")
 
 
 class Dedup(Model):
@@ -183,6 +228,7 @@ class Corpus(Model):
     demonstrations: Demonstrations = Field(default_factory=Demonstrations)
     dedup: Dedup = Field(default_factory=Dedup)
     decontamination: Decontamination = Field(default_factory=Decontamination)
+    facets: Facets = Field(default_factory=Facets)
     filters: Filters = Field(default_factory=Filters)
     context: Literal["principle", "spec"] = Field(
         "principle",
@@ -214,8 +260,20 @@ class Generator(Model):
     timeout: float = Field(120.0, gt=0, description="Seconds per request.")
     max_retries: int = Field(6, ge=0, le=50)
     max_failure_rate: float = Field(0.25, gt=0, le=1, description="Stop when more tasks than this share fail.")
-    max_usd: float | None = Field(None, ge=0, description="Stop dispatching new calls once this much is spent.")
+    max_usd: float | None = Field(
+        None,
+        ge=0,
+        description="Stop dispatching new calls once this much is spent (calls already in flight still finish, "
+        "so it may overshoot by at most `concurrency` calls). Needs a known price: the built-in table or `prices`.",
+    )
     prices: Prices | None = Field(None, description="Override the built-in price table for this model.")
+    cache_namespace: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+        description="Cached results are keyed by provider, model name and prompt, not by URL, so moving a model "
+        "to another host reuses them. Set a different namespace on endpoints that serve different models "
+        "under the same name.",
+    )
 
     @field_validator("api_key_env")
     @classmethod
@@ -254,6 +312,8 @@ class Templates(Model):
         description="The built-in prompt set: `default` for capable models, `small` for the embedded SmolLM2-135M "
         "(short single-instruction prompts). Unset: `small` when the generator is the embedded model, else `default`.",
     )
+    facets: str | None = Field(None, description="A template file replacing the preset's `facets` prompt.")
+    doctypes: str | None = Field(None, description="A template file replacing the preset's `doctypes` prompt.")
     ideas: str | None = Field(None, description="A template file replacing the preset's `ideas` prompt.")
     document: str | None = Field(None, description="A template file replacing the preset's `document` prompt.")
     scenarios: str | None = Field(None, description="A template file replacing the preset's `scenarios` prompt.")
@@ -296,6 +356,8 @@ class Spec(Model):
 
     # Set by the loader: the file it came from. Relative paths in the spec resolve against its folder.
     _source: Path | None = PrivateAttr(None)
+    # Set by the loader: where each field was written, so checks made after loading can name a line.
+    _where: Any = PrivateAttr(None)
 
     @property
     def source(self) -> Path | None:
