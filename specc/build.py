@@ -88,7 +88,8 @@ def _add_stats(total: dict, per_stage: dict, stats) -> None:
 
 
 # A top-up round is a full round of calls; a gap under this share of a typical record is not worth one
-# (the tiny quotas of small specs are otherwise always a few tokens off, and every round ran).
+# (the tiny quotas of small specs are otherwise always a few tokens off, and every round ran) unless it
+# is also more than budget selection's grain of the quota (a small principle's quota can be one record).
 TOPUP_RECORD_SHARE = 0.25
 
 
@@ -102,9 +103,15 @@ def topup_gaps(ctx) -> dict[str, int]:
             "demonstration": int(TOPUP_RECORD_SHARE * demo)}
 
 
-def worth_topping_up(shortfall: dict[tuple[str, str], int], gaps: dict[str, int]) -> dict[tuple[str, str], int]:
-    """The (principle, kind) shortfalls a top-up round is run for: those of at least ``gaps[kind]`` tokens."""
-    return {k: v for k, v in shortfall.items() if v > 0 and v >= gaps[k[1]]}
+def worth_topping_up(shortfall: dict[tuple[str, str], int], gaps: dict[str, int],
+                     targets: dict[tuple[str, str], int] | None = None) -> dict[tuple[str, str], int]:
+    """The (principle, kind) shortfalls a top-up round is run for: those of at least ``gaps[kind]`` tokens,
+    or of more than ``GRAIN`` of their quota's target (``targets``), which budget selection never calls met."""
+    from specc.curate.budget import GRAIN
+
+    targets = targets or {}
+    return {k: v for k, v in shortfall.items()
+            if v > 0 and (v >= gaps[k[1]] or (k in targets and v > GRAIN * targets[k]))}
 
 
 def with_overrides(spec: Spec, *, max_usd: float | None = None, budget: int | None = None) -> Spec:
@@ -207,7 +214,8 @@ def _build_locked(spec: Spec, out_dir: Path, *, cache_path, provider, model, bas
             stats = await engine.run(tasks, pipe.on_result, pipe.on_failure)
             _add_stats(totals, per_stage, stats)
             result = curator.run(pipe.sorted_records())
-            short = worth_topping_up(result.wanting, min_gap)
+            targets = {(q["principle_id"], q["kind"]): q["target"] for q in result.quotas}
+            short = worth_topping_up(result.wanting, min_gap, targets)
             if not short or rounds >= spec.corpus.rounds:
                 return result, rounds
             tasks = pipe.topup_tasks(short, rounds + 1, pipe.records)

@@ -339,6 +339,10 @@ def test_a_gap_smaller_than_a_quarter_record_is_not_worth_a_round():
              ("p0", "demonstration"): 3 * gaps["demonstration"], ("p1", "demonstration"): 0}
     assert worth_topping_up(short, gaps) == {("p1", "document"): gaps["document"],
                                              ("p0", "demonstration"): 3 * gaps["demonstration"]}
+    # ... unless the gap is more than a tenth of a small quota: budget selection never calls that met
+    small = {("p0", "document"): 5 * gaps["document"]}
+    assert ("p0", "document") in worth_topping_up(short, gaps, small)
+    assert worth_topping_up(short, gaps, {("p0", "document"): 100 * gaps["document"]}) == worth_topping_up(short, gaps)
 
 
 def load_spec_dict(d: dict):
