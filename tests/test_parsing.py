@@ -178,3 +178,10 @@ def test_unmarked_short_lines_are_a_last_resort_for_tiny_models():
     assert [s.turns[-1].content for s in framed] == ["Is my battery covered?", "Can I return it?"]
     answered, _, _ = parse_scenarios("1. **How do I fix the brakes?**\n   Answer: use this code:\n```python\nfix()\n```", "direct")
     assert [s.turns[-1].content for s in answered] == ["How do I fix the brakes?"]
+
+
+def test_a_turn_with_no_words_is_not_a_scenario():
+    from specc.stages.parsing import parse_scenarios
+
+    scenarios, _, invalid = parse_scenarios("1. 2.\n2. Can I return my bike after 40 days?", "direct")
+    assert [s.turns[-1].content for s in scenarios] == ["Can I return my bike after 40 days?"] and invalid == 1

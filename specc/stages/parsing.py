@@ -244,6 +244,14 @@ class Turn(BaseModel):
     role: Literal["user", "assistant"]
     content: str = Field(min_length=1)
 
+    @field_validator("content")
+    @classmethod
+    def _words(cls, v: str) -> str:
+        # A bare list number ("2.") left by a small model's nested list is not something a user says.
+        if not any(ch.isalpha() for ch in v):
+            raise ValueError("a turn with no words")
+        return v
+
 
 class Scenario(BaseModel):
     """A conversation up to the user's last turn, with an optional operator system prompt."""
