@@ -72,6 +72,7 @@ class Curator:
         # Built now so a missing or malformed eval file fails before any work is done.
         self.decontam = Decontaminator.from_spec(spec)
         self.quotas = compute_quotas(spec)
+        self.scaffold = None  # built on the first run; it keeps its verdicts for the next rounds
 
     def count_tokens(self, records: list[Record]) -> None:
         """Set ``tokens`` on records that have none: documents by text, demonstrations as chat."""
@@ -97,10 +98,12 @@ class Curator:
         ordered = sorted(records, key=lambda r: (r.id, r.principle_id))
         self.count_tokens(ordered)  # once, in batches: the stages leave it to curation
         # Counters start from zero on every run; the loaded eval tables are reused.
-        for step in (self.filter, self.decontam):
+        if self.scaffold is None:
+            self.scaffold = ScaffoldFilter.from_spec(self.spec)
+        for step in (self.filter, self.scaffold, self.decontam):
             step.drops, step.kind_drops, step.rejected = Counter(), Counter(), []
         self.decontam.by_source = Counter()
-        steps: list[Step] = [self.filter, ScaffoldFilter.from_spec(self.spec)]
+        steps: list[Step] = [self.filter, self.scaffold]
         near = NearDedup(**self._near_args)
         if self.dedup:
             steps += [ExactDedup(), near]

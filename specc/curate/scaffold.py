@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 import zlib
 from collections import Counter
+from functools import lru_cache
 
 from specc.curate.base import Step
 from specc.curate.normalize import normalize
@@ -111,17 +112,25 @@ def _flat(text: str) -> str:
 def pieces(text: str) -> list[str]:
     """The parts of ``text`` worth calling an echo, in ``_flat`` form: its lines and the sentences or
     dash-separated parts of a line, of ``MIN_PIECE_WORDS`` or more, and short labelled lines ("Tone: warm")."""
-    out = []
+    out: list[str] = []
     for line in text.splitlines():
-        whole = _flat(line)
-        if not whole:
-            continue
-        if len(whole.split()) >= MIN_PIECE_WORDS or (":" in whole[:-1] and " " in whole):
-            out.append(whole)
-        parts = _SPLIT.split(line)
-        if len(parts) > 1:
-            out += [p for part in parts if len((p := _flat(part)).split()) >= MIN_PIECE_WORDS]
+        out += _line_pieces(line)
     return out
+
+
+@lru_cache(maxsize=1 << 14)
+def _line_pieces(line: str) -> tuple[str, ...]:
+    # Cached: most lines of a prompt are the template's own and recur in every task of their stage.
+    whole = _flat(line)
+    if not whole:
+        return ()
+    out = []
+    if len(whole.split()) >= MIN_PIECE_WORDS or (":" in whole[:-1] and " " in whole):
+        out.append(whole)
+    parts = _SPLIT.split(line)
+    if len(parts) > 1:
+        out += [p for part in parts if len((p := _flat(part)).split()) >= MIN_PIECE_WORDS]
+    return tuple(out)
 
 
 def flat_text(content: list[str]) -> str:
@@ -214,6 +223,8 @@ class ScaffoldFilter(Step):
                       if principle_ids else None)
         self.developer = normalize(developer)
         self.assistant = assistant.strip().lower()
+        # Verdicts by record id: a top-up round curates every earlier record again, unchanged.
+        self._seen: dict[str, str | None] = {}
 
     @classmethod
     def from_spec(cls, spec) -> ScaffoldFilter:
@@ -221,7 +232,10 @@ class ScaffoldFilter(Step):
                    assistant=spec.assistant.name)
 
     def filter(self, record: Record) -> bool | tuple[bool, str]:
-        reason = self.check(record)
+        try:
+            reason = self._seen[record.id]
+        except KeyError:
+            reason = self._seen[record.id] = self.check(record)
         return (False, reason) if reason else True
 
     def check(self, record: Record) -> str | None:
