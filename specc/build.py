@@ -145,7 +145,7 @@ def build_spec(
     """
     from specc.generate.cache import Cache
     from specc.curate import Curator
-    from specc.generate.executor import batch_info, make_executor
+    from specc.generate.executor import batch_info, make_executor, refuse_local_batches
     from specc.generate.factory import make_llm
     from specc.generate.progress import Progress
     from specc.stages import Context, Pipeline
@@ -155,6 +155,8 @@ def build_spec(
     started = datetime.now(timezone.utc)
     out_dir = output_dir(spec, out)
     curator = Curator(spec)  # fails now, not after generation, on a bad decontamination file
+    if llm is None:
+        refuse_local_batches(spec, provider, batch_files)
     # The files path never calls a model, so it needs no key.
     llm = llm or make_llm(spec.generator, provider=provider, model=model, base_url=base_url,
                           require_key=batch_files is None)
