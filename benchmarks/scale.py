@@ -8,6 +8,7 @@ facets and document types included, with distinct text, as a capable model would
 
     python benchmarks/scale.py                      # 25M tokens (a few minutes)
     python benchmarks/scale.py --budget 250000      # the small end of the range
+    python benchmarks/scale.py --batch              # the same through the fake server's Batch API, in waves
 
 Before building, ``specc plan`` predicts the build's calls (top-up included as an estimate).
 The last line is ``budget_fill=<kept/budget> worst_principle_kind=<min kept/quota>
@@ -47,7 +48,7 @@ TOPICS = (
 )
 
 
-def make_spec(n: int, budget: int, url: str, concurrency: int) -> dict:
+def make_spec(n: int, budget: int, url: str, concurrency: int, batch: bool = False) -> dict:
     """A spec shaped like one imported from a public model spec: n principles, uneven sub-rules and weights."""
     rng = random.Random(7)
     principles = []
@@ -72,7 +73,7 @@ def make_spec(n: int, budget: int, url: str, concurrency: int) -> dict:
         "principles": principles,
         "corpus": {"budget": {"tokens": budget}, "filters": {"check_language": False}},
         "generator": {"provider": "openai", "model": "fake-model", "base_url": url, "concurrency": concurrency,
-                      "max_retries": 2},
+                      "max_retries": 2, "batch": batch, "batch_options": {"poll_seconds": 0.2}},
     }
 
 
@@ -132,6 +133,7 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=25_000_000)
     ap.add_argument("--principles", type=int, default=58)
     ap.add_argument("--concurrency", type=int, default=64)
+    ap.add_argument("--batch", action="store_true", help="Build through the Batch API (generator.batch).")
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--keep", type=Path, default=None, help="Work in this folder and keep it (default: a temp dir).")
     args = ap.parse_args()
@@ -145,7 +147,7 @@ def main() -> None:
         work = args.keep or Path(tempfile.mkdtemp(prefix="specc-scale-"))
         work.mkdir(parents=True, exist_ok=True)
         spec = work / "spec.yaml"
-        spec.write_text(json.dumps(make_spec(args.principles, args.budget, url, args.concurrency), indent=1))
+        spec.write_text(json.dumps(make_spec(args.principles, args.budget, url, args.concurrency, args.batch), indent=1))
         cache = work / "cache.sqlite"
         out = work / "out"
         plan_s, planned = plan(spec, cache)
@@ -163,6 +165,9 @@ def main() -> None:
     short = sorted((q["achieved"] / q["target"], q["principle_id"], q["kind"])
                    for q in manifest["quotas"] if q["target"] > 0)[:3]
     print(f"principles {args.principles}, budget {args.budget:,} tokens, rounds {manifest.get('rounds')}")
+    if "batch" in manifest["llm"]:
+        b = manifest["llm"]["batch"]
+        print(f"batch path: {b['waves']} waves, {b['batches']} batches, cost factor {b.get('price_factor')}")
     print("least filled: " + ", ".join(f"{p}/{k} {f:.2f}" for f, p, k in short))
     print(f"budget_fill={fill:.3f} worst_principle_kind={min(fills):.3f} calls={calls} wall_s={wall:.1f} "
           f"calls_per_s={calls / wall:.1f} peak_rss_mb={rss:.0f} noop_s={noop_s:.1f} "

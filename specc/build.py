@@ -13,6 +13,7 @@ from specc.records import Record
 from specc.spec.schema import Spec
 
 LLM_FIELDS = ("calls", "cached", "failed", "retries", "input_tokens", "output_tokens", "cost_usd", "saved_usd")
+BATCH_FIELDS = ("waves", "batches", "resumed", "imported")  # counted by the batch executor only
 
 
 def output_dir(spec: Spec, out: str | Path | None = None) -> Path:
@@ -79,8 +80,8 @@ def expansion(pipe) -> dict:
 
 
 def _add_stats(total: dict, per_stage: dict, stats) -> None:
-    for k in LLM_FIELDS:
-        total[k] = total.get(k, 0) + getattr(stats, k)
+    for k in LLM_FIELDS + BATCH_FIELDS:
+        total[k] = total.get(k, 0) + getattr(stats, k, 0)
     for stage, d in stats.per_stage.items():
         acc = per_stage.setdefault(stage, {})
         for k, v in d.items():
@@ -114,10 +115,14 @@ def worth_topping_up(shortfall: dict[tuple[str, str], int], gaps: dict[str, int]
             if v > 0 and (v >= gaps[k[1]] or (k in targets and v > GRAIN * targets[k]))}
 
 
-def with_overrides(spec: Spec, *, max_usd: float | None = None, budget: int | None = None) -> Spec:
-    """The spec with command-line overrides applied (``--max-usd``, ``--budget``)."""
+def with_overrides(
+    spec: Spec, *, max_usd: float | None = None, budget: int | None = None, batch: bool = False
+) -> Spec:
+    """The spec with command-line overrides applied (``--max-usd``, ``--budget``, ``--batch``)."""
     if max_usd is not None:
         spec = spec.model_copy(update={"generator": spec.generator.model_copy(update={"max_usd": max_usd})})
+    if batch:
+        spec = spec.model_copy(update={"generator": spec.generator.model_copy(update={"batch": True})})
     if budget is not None:
         if budget <= 0:
             raise InputError(f"--budget must be a positive number of tokens, got {budget}")
@@ -139,15 +144,18 @@ def run_build(
     max_usd: float | None = None,
     budget: int | None = None,
     allow_short: bool = False,
+    batch: bool = False,
+    batch_files=None,
 ) -> BuildResult:
     """Build the corpus for the spec at ``spec_path``; a rerun of an unchanged spec makes no LLM call."""
     from specc.generate.cache import default_cache_path
     from specc.spec.load import load_spec
 
-    spec = with_overrides(load_spec(spec_path), max_usd=max_usd, budget=budget)
+    spec = with_overrides(load_spec(spec_path), max_usd=max_usd, budget=budget, batch=batch)
     return build_spec(
         spec, out=out, provider=provider, model=model, base_url=base_url,
         cache_path=cache_path or default_cache_path(Path(spec_path)), quiet=quiet, push=push, allow_short=allow_short,
+        batch_files=batch_files,
     )
 
 
@@ -163,6 +171,7 @@ def build_spec(
     push: bool = False,
     allow_short: bool = False,
     llm=None,
+    batch_files=None,
 ) -> BuildResult:
     """Build from a loaded spec (``llm`` overrides the provider the spec and flags name).
 
@@ -170,6 +179,9 @@ def build_spec(
     (``BuildResult.short_kinds``) is written but not pushed unless ``allow_short``. The output
     folder is locked for the whole build, so a second build into it fails at once instead of
     deleting this one's temporary folders.
+
+    ``generator.batch`` sends tasks through the endpoint's Batch API; ``batch_files`` (a
+    ``specc.generate.executor.BatchFiles``) imports result files and writes the next wave instead.
     """
     from specc.emit import output_lock
 
@@ -178,15 +190,16 @@ def build_spec(
     out_dir = output_dir(spec, out)
     with output_lock(out_dir):
         return _build_locked(spec, out_dir, cache_path=cache_path, provider=provider, model=model,
-                             base_url=base_url, quiet=quiet, push=push, allow_short=allow_short, llm=llm)
+                             base_url=base_url, quiet=quiet, push=push, allow_short=allow_short, llm=llm,
+                             batch_files=batch_files)
 
 
 def _build_locked(spec: Spec, out_dir: Path, *, cache_path, provider, model, base_url, quiet, push, allow_short,
-                  llm) -> BuildResult:
+                  llm, batch_files) -> BuildResult:
     from specc.curate import Curator
     from specc.curate.shortfall import Hints, diagnose, short_kinds
     from specc.generate.cache import Cache
-    from specc.generate.engine import Engine
+    from specc.generate.executor import batch_info, make_executor, refuse_local_batches
     from specc.generate.factory import make_llm
     from specc.generate.progress import Progress
     from specc.spec.advice import embedded
@@ -194,7 +207,11 @@ def _build_locked(spec: Spec, out_dir: Path, *, cache_path, provider, model, bas
 
     started = datetime.now(timezone.utc)
     curator = Curator(spec)  # fails now, not after generation, on a bad decontamination file
-    llm = llm or make_llm(spec.generator, provider=provider, model=model, base_url=base_url)
+    if llm is None:
+        refuse_local_batches(spec, provider, batch_files)
+    # The files path never calls a model, so it needs no key.
+    llm = llm or make_llm(spec.generator, provider=provider, model=model, base_url=base_url,
+                          require_key=batch_files is None)
     cache = Cache(Path(cache_path))
     ctx = Context.create(spec, llm.id)
     pipe = Pipeline(ctx)
@@ -205,7 +222,7 @@ def _build_locked(spec: Spec, out_dir: Path, *, cache_path, provider, model, bas
 
     async def generate():
         # One event loop for every round: providers keep per-loop HTTP clients.
-        engine = Engine.from_spec(spec, llm, cache, progress=progress)
+        engine = make_executor(spec, llm, cache, progress, batch_files)
         tasks = pipe.first_tasks(0)
         rounds = 0
         while True:
@@ -275,6 +292,9 @@ def _build_locked(spec: Spec, out_dir: Path, *, cache_path, provider, model, bas
         "started_at": started.isoformat(timespec="seconds"),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    batch = batch_info(spec, batch_files, totals)
+    if batch is not None:
+        build_info["llm"]["batch"] = batch
     from specc.emit import emit
 
     from specc.emit.report import write_report

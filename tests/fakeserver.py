@@ -22,6 +22,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Callable
 
+from fakebatch import BatchAPI
+
 FAULTS = ("429", "500", "hang", "drop", "malformed", "length")
 WORDS = (
     "the assistant explains why honesty matters and what a careful answer looks like when a user "
@@ -124,6 +126,7 @@ class FakeServer:
         count_file: Path | str | None = None,
         port: int = 0,
         models_delay: float = 0.0,
+        batch: dict | None = None,
     ):
         unknown = set(faults) - set(FAULTS)
         if unknown:
@@ -156,6 +159,7 @@ class FakeServer:
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.url = ""
+        self.batch = BatchAPI(self, **(batch or {}))  # the Batch API endpoints, driven by the test
 
     # -- control -----------------------------------------------------------
     def force(self, fault: str, n: int = 1) -> None:
@@ -187,6 +191,19 @@ class FakeServer:
     def __exit__(self, *exc) -> None:
         self.stop()
 
+    def answer(self, body: dict) -> tuple[int, dict]:
+        """(status, response body) for a request, without latency or faults: what a batch line gets."""
+        if body.get("model") not in self.models:
+            message = f"The model `{body.get('model')}` does not exist or you do not have access to it."
+            return 404, _error(message, "invalid_request_error", "model_not_found")
+        if body.get("response_format") and not self.accept_response_format:
+            return 400, _error("response_format is not supported", "invalid_request_error", None, "response_format")
+        out = self.responder(body)
+        reply = out if isinstance(out, Reply) else Reply(str(out))
+        if reply.status != 200:
+            return reply.status, _error(reply.text, "server_error" if reply.status >= 500 else "invalid_request_error")
+        return 200, completion(body, reply)
+
     # -- internals ---------------------------------------------------------
     def _next_fault(self) -> str | None:
         with self._lock:
@@ -203,6 +220,31 @@ class FakeServer:
             if self.count_file is not None:
                 with open(self.count_file, "a", encoding="utf-8") as f:
                     f.write(sha + "\n")
+
+
+def completion(body: dict, reply: Reply) -> dict:
+    """The chat.completion object answering ``body`` with ``reply`` (shared by the batch endpoints)."""
+    messages = body.get("messages", [])
+    prompt_tokens = sum(_count_tokens(str(m.get("content", ""))) for m in messages)
+    return {
+        "id": f"chatcmpl-{prompt_sha(messages)[:24]}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body.get("model"),
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": reply.text},
+                "finish_reason": reply.finish_reason,
+                "logprobs": None,
+            }
+        ],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": _count_tokens(reply.text),
+            "total_tokens": prompt_tokens + _count_tokens(reply.text),
+        },
+    }
 
 
 def _error(message: str, type_: str, code: str | None = None, param: str | None = None) -> dict:
@@ -247,6 +289,9 @@ def _make_handler(server: FakeServer):
                 server.requests += 1
             if not self._authorised():
                 return
+            if server.batch.handles(self.path):
+                server.batch.handle(self, "GET", b"")
+                return
             if self.path.rstrip("/") == "/v1/models":
                 if server.models_delay and server._stopping.wait(server.models_delay):
                     return
@@ -261,6 +306,9 @@ def _make_handler(server: FakeServer):
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length)
             if not self._authorised():
+                return
+            if server.batch.handles(self.path):
+                server.batch.handle(self, "POST", raw)
                 return
             if self.path.rstrip("/") != "/v1/chat/completions":
                 self._send_json(404, _error(f"Unknown path {self.path}", "invalid_request_error"))
@@ -328,30 +376,10 @@ def _make_handler(server: FakeServer):
                 kind = "server_error" if reply.status >= 500 else "invalid_request_error"
                 self._send_json(reply.status, _error(reply.text, kind))
                 return
-            text, finish = reply.text, reply.finish_reason
             if fault == "length":
-                words = text.split()
-                text, finish = " ".join(words[: max(1, len(words) // 3)]), "length"
-            prompt_tokens = sum(_count_tokens(str(m.get("content", ""))) for m in messages)
-            resp = {
-                "id": f"chatcmpl-{sha[:24]}",
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": body.get("model"),
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": text},
-                        "finish_reason": finish,
-                        "logprobs": None,
-                    }
-                ],
-                "usage": {
-                    "prompt_tokens": prompt_tokens,
-                    "completion_tokens": _count_tokens(text),
-                    "total_tokens": prompt_tokens + _count_tokens(text),
-                },
-            }
+                words = reply.text.split()
+                reply = Reply(" ".join(words[: max(1, len(words) // 3)]), "length")
+            resp = completion(body, reply)
             data = json.dumps(resp).encode()
             if fault == "drop":
                 # Promise the whole body, send half, then cut the connection.
@@ -387,9 +415,22 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--count-file", default=None, help="append one line (prompt sha) per successful completion")
     ap.add_argument("--models-delay", type=float, default=0.0, help="seconds GET /models takes to answer")
     ap.add_argument("--retry-after", type=float, default=0.05, help="seconds a 429 asks the client to wait")
+    ap.add_argument("--responder", choices=("words", "stages"), default="words",
+                    help="words: deterministic filler; stages: answers in the shape each specc stage asks for")
+    ap.add_argument("--batch-seconds", type=float, default=0.0, help="seconds a batch takes to complete")
+    ap.add_argument("--batch-polls", type=int, default=1, help="retrieves that see a batch in progress first")
+    ap.add_argument("--batch-fail-rate", type=float, default=0.0, help="share of batch lines failing once")
+    ap.add_argument("--batch-max-lines", type=int, default=50_000, help="requests a batch file may hold")
     args = ap.parse_args(argv)
     lo, _, hi = args.latency.partition(",")
+    responder = None
+    if args.responder == "stages":
+        sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "stages"))
+        from responder import StageResponder
+
+        responder = StageResponder()
     server = FakeServer(
+        responder,
         latency=(float(lo), float(hi or lo)),
         fault_rate=args.fault_rate,
         faults=tuple(f for f in args.faults.split(",") if f),
@@ -401,6 +442,8 @@ def main(argv: list[str] | None = None) -> None:
         port=args.port,
         models_delay=args.models_delay,
         retry_after=args.retry_after,
+        batch={"seconds": args.batch_seconds, "polls": args.batch_polls, "fail_rate": args.batch_fail_rate,
+               "max_lines": args.batch_max_lines},
     ).start()
     print(server.url, flush=True)
     done = threading.Event()

@@ -82,3 +82,34 @@ def test_no_secret_reaches_any_file_or_log(tmp_path):
     assert not _leaks({**files, **logs, **pushed})
     # The endpoint is still named where it helps, without its credentials.
     assert f"specc-user:{PASSWORD}@" not in logs["build output"].decode()
+
+
+def test_the_batch_path_writes_no_secret_either(tmp_path):
+    """Batch files, batch records in the cache, exported waves and every log stay free of credentials."""
+    work = tmp_path / "work"
+    work.mkdir()
+    d = spec_dict(2)
+    with FakeServer(StageResponder()) as server:
+        url = server.url.replace("http://", f"http://specc-user:{PASSWORD}@")
+        d["generator"] = {"provider": "openai", "model": "fake-model", "base_url": url,
+                          "batch_options": {"poll_seconds": 0.02}}
+        d["output"] = {"dir": "out"}
+        spec = write_spec(work / "spec.yaml", d)
+        env = {**os.environ, "OPENAI_API_KEY": API_KEY, "SPECC_CACHE": str(work / ".specc" / "cache.sqlite")}
+        logs = {}
+        for name, args in {
+            "batch build": ["build", str(spec), "--batch"],
+            "batches": ["batches", str(spec)],
+            "batches json": ["batches", str(spec), "--json"],
+            "plan": ["plan", str(spec), "--batch"],
+            "export": ["build", str(spec), "--budget", "6000", "--batch-export", str(work / "waves")],
+        }.items():
+            res = subprocess.run([sys.executable, "-m", "specc", *args], capture_output=True, env=env, timeout=240)
+            assert res.returncode == 0, (name, res.stdout.decode()[-2000:], res.stderr.decode()[-2000:])
+            logs[f"{name} output"] = res.stdout + res.stderr
+        uploaded = {f"uploaded {i}": f["data"] for i, f in server.batch.files.items()}
+        assert server.batch.created and server.completions == 0 and uploaded
+
+    files = {str(p.relative_to(tmp_path)): _readable(p) for p in sorted(tmp_path.rglob("*")) if p.is_file() and p != spec}
+    assert any(name.endswith(".jsonl") and "waves" in name for name in files)
+    assert not _leaks({**files, **logs, **uploaded})

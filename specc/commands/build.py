@@ -38,6 +38,7 @@ def plan_cmd(
     model: str | None = MODEL_OPT,
     base_url: str | None = BASE_URL_OPT,
     budget: int | None = BUDGET_OPT,
+    batch: bool = typer.Option(False, "--batch", help="Price the calls as a provider's Batch API does: half."),
 ) -> None:
     """Show what a build would generate and cost, without calling any model."""
     from specc.build import with_overrides
@@ -45,7 +46,7 @@ def plan_cmd(
     from specc.spec.load import load_spec
     from specc.stages import llm_id
 
-    spec = with_overrides(load_spec(spec_path), budget=budget)
+    spec = with_overrides(load_spec(spec_path), budget=budget, batch=batch)
     with _open_cache(spec_path, cache) as (handle, cache_file):
         plan = make_plan(spec, model=llm_id(spec, provider, model, base_url), cache=handle)
     if as_json:
@@ -174,6 +175,9 @@ def build_cmd(
         False, "--allow-short",
         help="Exit 0 even when the documents or demonstrations end below half of their quota (the corpus "
         "is written either way; without this flag such a build exits 1 and is not pushed)."),
+    batch: bool = typer.Option(False, "--batch", help="Send tasks through the endpoint's Batch API in waves (half the price; a stopped build resumes its batches)."),
+    batch_export: Path | None = typer.Option(None, "--batch-export", help="Write the ready wave as OpenAI batch JSONL files into this directory and stop (for vLLM or Ray)."),
+    batch_import: list[Path] | None = typer.Option(None, "--batch-import", help="Load result files (OpenAI batch output format; a directory means its .jsonl and .json files) and continue; repeatable."),
 ) -> None:
     """Generate, curate and write the corpus; a rerun of an unchanged spec makes no LLM call.
 
@@ -181,9 +185,17 @@ def build_cmd(
     writing what was kept, with one line per short principle naming the cause and the fix.
     """
     from specc.build import run_build
+    from specc.commands.batches import batch_files, say_wave_written
+    from specc.generate.batch import WaveWritten
 
-    r = run_build(spec_path, out=out, provider=provider, model=model, base_url=base_url, cache_path=cache,
-                  quiet=quiet, push=push, max_usd=max_usd, budget=budget, allow_short=allow_short)
+    files = batch_files(batch_export, batch_import, batch)
+    try:
+        r = run_build(spec_path, out=out, provider=provider, model=model, base_url=base_url, cache_path=cache,
+                      quiet=quiet, push=push, max_usd=max_usd, budget=budget, allow_short=allow_short,
+                      batch=batch, batch_files=files)
+    except WaveWritten as w:
+        say_wave_written(w, spec_path)
+        return
     counts = r.counts()
     budget = r.spec.corpus.budget.tokens
     llm = r.llm
@@ -193,6 +205,12 @@ def build_cmd(
     _say(f"llm {llm['id']}: {llm['calls']:,} calls, {llm['cached']:,} cached, {llm['failed']:,} failed, "
          f"{llm['input_tokens']:,} input + {llm['output_tokens']:,} output tokens, ${llm['cost_usd']:,.4f}"
          + (f" (the cache saved ${llm['saved_usd']:,.4f})" if llm.get("saved_usd") else ""))
+    if llm.get("batch"):
+        b = llm["batch"]
+        _say(f"batch path ({b['path']}): {b['waves']} wave(s), {b['batches']} batch(es) sent"
+             + (f", {b['resumed']} resumed from an earlier run" if b["resumed"] else "")
+             + (f", {b['imported']} results imported" if b["imported"] else "")
+             + (", priced at half the list price" if b.get("price_factor") else ""))
     if r.dropped:
         _say("dropped: " + ", ".join(f"{k} {v:,}" for k, v in r.dropped.most_common()))
     for e in r.errors[:5]:

@@ -7,6 +7,8 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from specc.errors import InputError
@@ -37,6 +39,23 @@ CREATE TABLE IF NOT EXISTS generations (
     created_at REAL NOT NULL
 );
 """
+
+
+def _row(key: str, stage: str, principle_id: str, llm: str, gen: Generation) -> tuple:
+    return (
+        key,
+        stage,
+        principle_id,
+        llm,
+        gen.model,
+        gen.text,
+        gen.finish_reason,
+        int(gen.input_tokens),
+        int(gen.output_tokens),
+        float(gen.latency_s),
+        json.dumps(gen.extra, sort_keys=True, default=str),
+        time.time(),
+    )
 
 
 def default_cache_path(spec_path: Path | None) -> Path:
@@ -112,22 +131,33 @@ class Cache:
 
     def put(self, key: str, task: Task, gen: Generation) -> None:
         """Store ``gen`` under ``key``; the first result stored for a key is kept."""
-        row = (
-            key,
-            task.stage,
-            task.principle_id,
-            task.model,
-            gen.model,
-            gen.text,
-            gen.finish_reason,
-            int(gen.input_tokens),
-            int(gen.output_tokens),
-            float(gen.latency_s),
-            json.dumps(gen.extra, sort_keys=True, default=str),
-            time.time(),
-        )
+        row = _row(key, task.stage, task.principle_id, task.model, gen)
         with self._lock:
             self._db.execute("INSERT OR IGNORE INTO generations VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", row)
+
+    def put_many(self, items: Iterable[tuple[str, str, str, str, Generation]]) -> None:
+        """Store (key, stage, principle_id, llm id, generation) rows in one transaction: all of them or none."""
+        rows = [_row(*item) for item in items]
+        with self.transaction() as db:
+            db.executemany("INSERT OR IGNORE INTO generations VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """The database in one write transaction, committed when the block ends and rolled back if it raises."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    @contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """The database for reads (other tables live beside the generations, e.g. batch records)."""
+        with self._lock:
+            yield self._db
 
     def has(self, key: str) -> bool:
         with self._lock:

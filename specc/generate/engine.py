@@ -8,53 +8,25 @@ cache before anything uses it, so a crash loses nothing and a rerun repeats no c
 from __future__ import annotations
 
 import asyncio
-import collections
 import dataclasses
 import inspect
 import itertools
 import random
 import time
-from dataclasses import dataclass, field
 from collections.abc import Awaitable, Callable, Iterable
 
 from aiolimiter import AsyncLimiter
 
+from specc.generate.accounting import RunStats, check_failure_rate, count_cached, count_call, count_failure
 from specc.generate.cache import Cache
-from specc.errors import CostCapError, EndpointError, FailureRateError, SpeccError
+from specc.errors import CostCapError, EndpointError, SpeccError
 from specc.generate.base import LLM, Generation, TaskError, TransientError
-from specc.generate.pricing import cost_usd, run_prices
+from specc.generate.pricing import run_prices
 from specc.records import Task
 
 OnResult = Callable[[Task, Generation], "Iterable[Task] | None | Awaitable[Iterable[Task] | None]"]
 # A failed task's callback may return follow-up tasks too (a gate that waited on it opens).
 OnFailure = Callable[[Task, str], "Iterable[Task] | None"]
-
-
-@dataclass
-class RunStats:
-    """What a run did: calls made, cache hits, failures, tokens and cost."""
-
-    calls: int = 0
-    cached: int = 0
-    failed: int = 0
-    retries: int = 0
-    not_run: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost_usd: float = 0.0
-    saved_usd: float = 0.0  # what the cache hits would have cost at today's prices
-    wall_s: float = 0.0
-    per_stage: dict[str, dict] = field(default_factory=dict)
-    failures: list[dict] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-
-    def stage(self, name: str) -> dict:
-        return self.per_stage.setdefault(
-            name, {"calls": 0, "cached": 0, "failed": 0, "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0, "saved_usd": 0.0}
-        )
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
 
 # Queue priorities: a retry whose wait is over goes before new work, the end-of-run marker after everything.
@@ -351,54 +323,21 @@ class Engine:
             est = sum(len(m.get("content", "")) for m in task.messages) // 4 + task.params.max_tokens
             await self._tpm.acquire(min(est, self.tokens_per_minute))
 
-    # -- accounting ---------------------------------------------------------------
+    # -- accounting (shared with the batch executor) ---------------------------------
     def _count_cached(self, r: _Run, task: Task, gen: Generation) -> None:
-        saved = cost_usd(self.prices, gen.input_tokens, gen.output_tokens)
-        st = r.stats.stage(task.stage)
-        r.stats.cached += 1
-        r.stats.saved_usd += saved
-        st["cached"] += 1
-        st["saved_usd"] += saved
-        if self.progress:
-            self.progress.update(task.stage, cached=True)
+        count_cached(r.stats, self.prices, task.stage, gen, self.progress)
 
     def _count_call(self, r: _Run, task: Task, gen: Generation) -> None:
-        s, st = r.stats, r.stats.stage(task.stage)
-        cost = cost_usd(self.prices, gen.input_tokens, gen.output_tokens)
-        s.calls += 1
-        s.input_tokens += gen.input_tokens
-        s.output_tokens += gen.output_tokens
-        s.cost_usd += cost
-        st["calls"] += 1
-        st["input_tokens"] += gen.input_tokens
-        st["output_tokens"] += gen.output_tokens
-        st["cost_usd"] += cost
-        if self.progress:
-            self.progress.update(
-                task.stage, input_tokens=gen.input_tokens, output_tokens=gen.output_tokens, cost=cost
-            )
-        if self.max_usd is not None and cost > 0 and s.cost_usd >= self.max_usd:
+        if count_call(r.stats, self.prices, task.stage, gen, self.progress, self.max_usd):
             r.stop = True
 
     def _fail(self, r: _Run, key: str, reason: str) -> list[Task]:
-        s = r.stats
         follow: list[Task] = []
         for t in r.waiting.pop(key):
-            s.failed += 1
-            s.stage(t.stage)["failed"] += 1
-            s.failures.append({"key": key, "stage": t.stage, "principle_id": t.principle_id, "reason": reason})
-            if self.progress:
-                self.progress.update(t.stage, failed=True)
+            count_failure(r.stats, key, t.stage, t.principle_id, reason, self.progress)
             if r.on_failure is not None:
                 follow += r.on_failure(t, reason) or []
-        finished = s.calls + s.failed
-        if finished >= self.min_tasks_for_failure_rate and s.failed / finished > self.max_failure_rate:
-            reasons = collections.Counter(f["reason"] for f in s.failures).most_common(5)
-            summary = "; ".join(f"{n}x {why}" for why, n in reasons)
-            raise FailureRateError(
-                f"{s.failed} of {finished} tasks failed (more than {self.max_failure_rate:.0%}), so the run stopped. "
-                f"Most common reasons: {summary}. Finished work is cached; fix the cause and rerun."
-            )
+        check_failure_rate(r.stats, self.max_failure_rate, self.min_tasks_for_failure_rate)
         return follow
 
 

@@ -32,8 +32,12 @@ def make_llm(
     model: str | None = None,
     base_url: str | None = None,
     timeout: float | None = None,
+    require_key: bool = True,
 ) -> LLM:
-    """The provider for ``gen`` (a ``specc.spec.schema.Generator``); flags override the spec."""
+    """The provider for ``gen`` (a ``specc.spec.schema.Generator``); flags override the spec.
+
+    ``require_key=False`` makes an OpenAI provider that will not call the endpoint (batch files).
+    """
     provider = provider or gen.provider
     if provider == "openai":
         from specc.generate.openai import OpenAILLM
@@ -44,6 +48,7 @@ def make_llm(
             api_key_env=gen.api_key_env,
             timeout=timeout or gen.timeout,
             namespace=gen.cache_namespace,
+            require_key=require_key,
         )
     if provider == "local":
         from specc.generate.local import LocalLLM

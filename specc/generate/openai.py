@@ -70,6 +70,7 @@ class OpenAILLM:
         api_key_env: str = "OPENAI_API_KEY",
         timeout: float = 120.0,
         namespace: str | None = None,
+        require_key: bool = True,
     ):
         self.model = model
         self.base_url = (base_url or OPENAI_URL).rstrip("/")
@@ -80,7 +81,7 @@ class OpenAILLM:
         self.preflight_timeout = min(timeout, 15.0)
         key = os.environ.get(api_key_env)
         self._has_key = bool(key)
-        if not key and urlsplit(self.base_url).hostname == "api.openai.com":
+        if require_key and not key and urlsplit(self.base_url).hostname == "api.openai.com":
             raise AuthError(f"{api_key_env} is not set; export your OpenAI API key in {api_key_env}")
         self._client_obj: openai.AsyncOpenAI | None = None
         self._client_loop: weakref.ref | None = None
@@ -99,6 +100,15 @@ class OpenAILLM:
             )
             self._client_loop = weakref.ref(loop)
         return self._client_obj
+
+    @property
+    def client(self) -> openai.AsyncOpenAI:
+        """The SDK client of the running event loop, for the batch executor's files and batches calls."""
+        return self._client
+
+    def classify(self, e: Exception) -> Exception:
+        """An SDK exception as a specc error (fatal), TransientError (retry) or TaskError (this task only)."""
+        return self._classify(e)
 
     def _where(self) -> str:
         return public_url(self.base_url)
@@ -141,66 +151,39 @@ class OpenAILLM:
             raise ModelNotFoundError(f"model {self.model!r} is not served by {self._where()} (it serves: {shown})")
         return None
 
+    def body(self, messages: list[Message], params: SamplingParams) -> dict:
+        """The request this endpoint gets for a task, with the parameters it is known to reject left out."""
+        return chat_body(self.model, messages, params, json_ok=self._json_ok, max_tokens_field=self._max_tokens_field)
+
+    def adapt(self, message: str, param: str | None, body: dict) -> bool:
+        """Remember a parameter of ``body`` the endpoint rejected (HTTP 400); True when a retry would differ."""
+        text = message.lower()
+        if "response_format" in body and (param == "response_format" or "response_format" in text):
+            self._json_ok = False
+            return True
+        if "max_tokens" in body and "max_completion_tokens" in text:
+            self._max_tokens_field = "max_completion_tokens"
+            return True
+        return False
+
     async def generate(self, messages: list[Message], params: SamplingParams) -> Generation:
-        kwargs: dict = {
-            "model": self.model,
-            "messages": [dict(m) for m in messages],
-            "temperature": params.temperature,
-            "top_p": params.top_p,
-        }
-        if params.seed is not None:
-            kwargs["seed"] = params.seed
-        if params.stop:
-            kwargs["stop"] = list(params.stop)
         t0 = time.monotonic()
         while True:
-            kwargs[self._max_tokens_field] = params.max_tokens
-            if params.json_mode and self._json_ok:
-                kwargs["response_format"] = {"type": "json_object"}
-            else:
-                kwargs.pop("response_format", None)
+            body = self.body(messages, params)
             try:
                 # The raw post skips the SDK's per-call request transform and response models, which
                 # halves client CPU per call at high concurrency; status errors are still the SDK's own.
-                raw = await self._client.post("/chat/completions", body=kwargs, cast_to=httpx2.Response)
+                raw = await self._client.post("/chat/completions", body=body, cast_to=httpx2.Response)
                 resp = raw.json()
                 break
             except openai.BadRequestError as e:
                 # Endpoints that reject a parameter are remembered for the rest of the run.
-                text = _message(e).lower()
-                if "response_format" in kwargs and (e.param == "response_format" or "response_format" in text):
-                    self._json_ok = False
-                    continue
-                if self._max_tokens_field == "max_tokens" and "max_completion_tokens" in text:
-                    kwargs.pop("max_tokens", None)
-                    self._max_tokens_field = "max_completion_tokens"
+                if self.adapt(_message(e), e.param, body):
                     continue
                 raise self._classify(e) from None
             except Exception as e:  # noqa: BLE001 - sorted into fatal / transient / per-task below
                 raise self._classify(e) from None
-        return self._to_generation(resp, messages, time.monotonic() - t0)
-
-    def _to_generation(self, resp, messages: list[Message], latency: float) -> Generation:
-        try:
-            choice = resp["choices"][0]
-            text = choice["message"].get("content") or ""
-            usage = resp.get("usage") or {}
-            finish = choice.get("finish_reason") or "stop"
-        except (KeyError, IndexError, TypeError, AttributeError):
-            raise TransientError("malformed response: no choices") from None
-        if usage.get("prompt_tokens") is not None:
-            tin, tout = int(usage["prompt_tokens"]), int(usage.get("completion_tokens") or 0)
-        else:  # servers that omit usage: a rough estimate is better than zero for cost and rate limits
-            tin = sum(len(m.get("content", "")) for m in messages) // 4
-            tout = len(text) // 4
-        return Generation(
-            text=text,
-            finish_reason=finish,
-            input_tokens=tin,
-            output_tokens=tout,
-            model=resp.get("model") or self.model,
-            latency_s=latency,
-        )
+        return to_generation(resp, messages, time.monotonic() - t0, self.model)
 
     def _classify(self, e: Exception) -> Exception:
         if isinstance(e, (openai.AuthenticationError, openai.PermissionDeniedError)):
@@ -236,6 +219,50 @@ class OpenAILLM:
         if self._client_obj is not None:
             await self._client_obj.close()
         self._client_obj = self._client_loop = None
+
+
+def chat_body(
+    model: str, messages: list[Message], params: SamplingParams, *, json_ok: bool = True, max_tokens_field: str = "max_tokens"
+) -> dict:
+    """The chat completions request for a task; one function, so a batch line is exactly the synchronous call."""
+    body: dict = {
+        "model": model,
+        "messages": [dict(m) for m in messages],
+        "temperature": params.temperature,
+        "top_p": params.top_p,
+    }
+    if params.seed is not None:
+        body["seed"] = params.seed
+    if params.stop:
+        body["stop"] = list(params.stop)
+    body[max_tokens_field] = params.max_tokens
+    if params.json_mode and json_ok:
+        body["response_format"] = {"type": "json_object"}
+    return body
+
+
+def to_generation(resp, messages: list[Message], latency: float, model: str) -> Generation:
+    """A chat.completion response body as a Generation; TransientError when it has no choices."""
+    try:
+        choice = resp["choices"][0]
+        text = choice["message"].get("content") or ""
+        usage = resp.get("usage") or {}
+        finish = choice.get("finish_reason") or "stop"
+    except (KeyError, IndexError, TypeError, AttributeError):
+        raise TransientError("malformed response: no choices") from None
+    if usage.get("prompt_tokens") is not None:
+        tin, tout = int(usage["prompt_tokens"]), int(usage.get("completion_tokens") or 0)
+    else:  # servers that omit usage: a rough estimate is better than zero for cost and rate limits
+        tin = sum(len(m.get("content", "")) for m in messages) // 4
+        tout = len(text) // 4
+    return Generation(
+        text=text,
+        finish_reason=finish,
+        input_tokens=tin,
+        output_tokens=tout,
+        model=resp.get("model") or model,
+        latency_s=latency,
+    )
 
 
 def _message(e: openai.APIStatusError) -> str:

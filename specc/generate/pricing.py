@@ -83,3 +83,18 @@ def run_prices(llm_id: str, model: str, spec_prices=None, max_usd: float | None 
 def cost_usd(prices: tuple[float, float], input_tokens: int, output_tokens: int) -> float:
     """What a call with these token counts costs."""
     return (input_tokens * prices[0] + output_tokens * prices[1]) / 1_000_000
+
+
+# Providers' batch interfaces (OpenAI's Batch API, Anthropic's Message Batches) charge half the list price.
+BATCH_DISCOUNT = 0.5
+
+
+def batch_prices(prices: tuple[float, float]) -> tuple[float, float]:
+    """What calls through a provider's batch interface cost: half of ``prices`` (list or ``generator.prices``)."""
+    return (prices[0] * BATCH_DISCOUNT, prices[1] * BATCH_DISCOUNT)
+
+
+def build_prices(gen, model: str) -> tuple[float, float]:
+    """What a build by ``gen`` (``spec.generator``) pays for ``model``: list or ``prices``, halved for batches."""
+    prices = price_for(model, gen.prices)
+    return batch_prices(prices) if gen.batch else prices

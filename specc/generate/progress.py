@@ -31,6 +31,9 @@ class StageProgress:
         return self.output_tokens / max(time.monotonic() - self.started, 1e-6)
 
 
+_BATCH_DONE = ("completed", "expired", "cancelled", "failed", "abandoned")
+
+
 class Progress:
     """Reports what the engine does; use as a context manager so the display is closed."""
 
@@ -47,6 +50,7 @@ class Progress:
         self.console = console or Console(stderr=True, highlight=False)
         self.interval = interval
         self.stages: dict[str, StageProgress] = {}
+        self.batches: dict[str, tuple[str, int, int, int]] = {}  # name -> (state, completed, failed, requests)
         self._bars: RichProgress | None = None
         self._bar_ids: dict[str, int] = {}
         self._last_line = 0.0
@@ -79,6 +83,17 @@ class Progress:
         st.cost += cost
         self._changed(stage)
 
+    def batch(self, name: str, state: str, completed: int, failed: int, requests: int) -> None:
+        """A submitted batch's state and counts; a new state is printed even when quiet (it may be hours apart)."""
+        old = self.batches.get(name)
+        self.batches[name] = (state, completed, failed, requests)
+        if old is None or old[0] != state:
+            self.console.print(
+                f"batch {name}: {state} ({completed:,}/{requests:,} done, {failed:,} failed)", markup=False
+            )
+        if self.live and not self.quiet:
+            self._render_batch(name)
+
     def warn(self, message: str) -> None:
         """Say something the user should know about the run, even when quiet."""
         self.console.print(f"warning: {message}", markup=False)
@@ -93,6 +108,10 @@ class Progress:
             f"{name} {s.done}/{s.total} (hits {s.cached}, failed {s.failed}, {s.tok_per_s():.0f} tok/s)"
             for name, s in self.stages.items()
         ]
+        running = [b for b in self.batches.values() if b[0] not in _BATCH_DONE]
+        if running:
+            done, total = sum(b[1] for b in running), sum(b[3] for b in running)
+            parts.append(f"{len(running)} batch(es) running ({done}/{total} done)")
         return " | ".join(parts) + f" | ${self.cost:.4f}"
 
     # -- display ----------------------------------------------------------------------
@@ -109,7 +128,7 @@ class Progress:
             self._dirty = False
             self.console.print(self.line(), markup=False)
 
-    def _render_bar(self, stage: str) -> None:
+    def _start_bars(self) -> None:
         if self._bars is None:
             self._bars = RichProgress(
                 TextColumn("{task.description:<10}"),
@@ -124,6 +143,9 @@ class Progress:
                 transient=False,
             )
             self._bars.start()
+
+    def _render_bar(self, stage: str) -> None:
+        self._start_bars()
         st = self.stages[stage]
         if stage not in self._bar_ids:
             self._bar_ids[stage] = self._bars.add_task(stage, total=0, tps=0.0, hits=0, fails=0, cost=0.0)
@@ -136,6 +158,16 @@ class Progress:
             fails=st.failed,
             cost=st.cost,
         )
+
+    def _render_batch(self, name: str) -> None:
+        self._start_bars()
+        state, completed, failed, requests = self.batches[name]
+        bar = f"batch {name}"
+        if bar not in self._bar_ids:
+            self._bar_ids[bar] = self._bars.add_task(bar, total=requests, tps=0.0, hits=0, fails=0, cost=0.0)
+        # The description column carries the state; the token and cost columns belong to the stages.
+        self._bars.update(self._bar_ids[bar], description=f"batch {name} {state}", total=requests,
+                          completed=completed + failed, fails=failed)
 
     def close(self) -> None:
         """Stop the bars, or print the final plain line."""

@@ -13,7 +13,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 
-from specc.generate.pricing import cost_usd, price_for
+from specc.generate.pricing import build_prices, cost_usd
 from specc.plan.quotas import compute_quotas
 from specc.plan.sizing import (
     FILL,
@@ -157,7 +157,9 @@ def make_plan(spec: Spec, *, model: str | None = None, cache=None, ctx: Context 
     if spec.corpus.context == "spec":
         notes.append("corpus.context is `spec`: every prompt carries the whole spec, so any edit regenerates everything")
     notes += _sizing_notes(spec, per, typical)
-    prices = price_for(spec.generator.model if model is None else _bare(model), spec.generator.prices)
+    if spec.generator.batch:
+        notes.append("priced for the endpoint's Batch API (generator.batch or --batch): half the list price")
+    prices = build_prices(spec.generator, spec.generator.model if model is None else _bare(model))
     from specc.spec.advice import warnings
 
     plan = Plan(spec, ctx.model, quotas, stages, per, prices, topup=topup, notes=notes,

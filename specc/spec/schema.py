@@ -244,6 +244,16 @@ class Prices(Model):
     output_per_mtok: float = Field(ge=0, description="USD per million output tokens.")
 
 
+class BatchOptions(Model):
+    """How builds use a provider's Batch API (``generator.batch`` or ``specc build --batch``)."""
+
+    poll_seconds: float = Field(30.0, gt=0, description="Seconds between checks on submitted batches.")
+    max_requests: int = Field(50_000, ge=1, description="Requests per batch file (OpenAI allows 50,000).")
+    max_bytes: int = Field(
+        200_000_000, ge=1024, description="Bytes per batch file (OpenAI allows 200 MB); a larger wave is split."
+    )
+
+
 class Generator(Model):
     provider: Literal["local", "openai"] = Field("local", description="`local`: the embedded offline model; `openai`: any OpenAI-compatible endpoint.")
     model: str = Field("smollm2-135m", description="Model name as the endpoint knows it.")
@@ -267,6 +277,12 @@ class Generator(Model):
         "so it may overshoot by at most `concurrency` calls). Needs a known price: the built-in table or `prices`.",
     )
     prices: Prices | None = Field(None, description="Override the built-in price table for this model.")
+    batch: bool = Field(
+        False,
+        description="Send tasks through the endpoint's Batch API in waves (half the price, results within 24 h); "
+        "a build stopped while batches run resumes them. Same as `specc build --batch`.",
+    )
+    batch_options: BatchOptions = Field(default_factory=BatchOptions, description="Polling and batch file limits.")
     cache_namespace: str | None = Field(
         None,
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
