@@ -9,7 +9,7 @@ import typer
 from rich.text import Text
 
 from specc.cli import command, console
-from specc.errors import InputError
+from specc.errors import InputError, ShortBuildError
 from specc.tables import table as _tbl
 
 SPEC_ARG = typer.Argument(..., help="The spec file (YAML).")
@@ -84,6 +84,8 @@ def plan_cmd(
         _say(f"no cache at {cache_file}: every task would run")
     for note in plan.notes:
         _say(f"note: {note}")
+    for w in plan.warnings:
+        _say(f"warning: {w}")
 
 
 class _open_cache:
@@ -169,11 +171,19 @@ def build_cmd(
     push: bool = typer.Option(False, "--push", help="Upload the result to output.hub.repo on the Hugging Face Hub."),
     max_usd: float | None = typer.Option(None, "--max-usd", min=0, help="Stop when this much has been spent (overrides generator.max_usd)."),
     budget: int | None = BUDGET_OPT,
+    allow_short: bool = typer.Option(
+        False, "--allow-short",
+        help="Exit 0 even when the documents or demonstrations end below half of their quota (the corpus "
+        "is written either way; without this flag such a build exits 1 and is not pushed)."),
     batch: bool = typer.Option(False, "--batch", help="Send tasks through the endpoint's Batch API in waves (half the price; a stopped build resumes its batches)."),
     batch_export: Path | None = typer.Option(None, "--batch-export", help="Write the ready wave as OpenAI batch JSONL files into this directory and stop (for vLLM or Ray)."),
     batch_import: list[Path] | None = typer.Option(None, "--batch-import", help="Load result files (OpenAI batch output format; a directory means its .jsonl and .json files) and continue; repeatable."),
 ) -> None:
-    """Generate, curate and write the corpus; a rerun of an unchanged spec makes no LLM call."""
+    """Generate, curate and write the corpus; a rerun of an unchanged spec makes no LLM call.
+
+    Exits 1 when the documents or the demonstrations end below half of their quota, after
+    writing what was kept, with one line per short principle naming the cause and the fix.
+    """
     from specc.build import run_build
     from specc.commands.batches import batch_files, say_wave_written
     from specc.generate.batch import WaveWritten
@@ -181,7 +191,8 @@ def build_cmd(
     files = batch_files(batch_export, batch_import, batch)
     try:
         r = run_build(spec_path, out=out, provider=provider, model=model, base_url=base_url, cache_path=cache,
-                      quiet=quiet, push=push, max_usd=max_usd, budget=budget, batch=batch, batch_files=files)
+                      quiet=quiet, push=push, max_usd=max_usd, budget=budget, allow_short=allow_short,
+                      batch=batch, batch_files=files)
     except WaveWritten as w:
         say_wave_written(w, spec_path)
         return
@@ -204,4 +215,18 @@ def build_cmd(
         _say("dropped: " + ", ".join(f"{k} {v:,}" for k, v in r.dropped.most_common()))
     for e in r.errors[:5]:
         _say(f"warning: {e}")
-    _say(f"wrote {r.out_dir}" + (f" and pushed it to {r.spec.output.hub.repo}" if push else ""))
+    _say(f"wrote {r.out_dir}" + (f" and pushed it to {r.spec.output.hub.repo}" if r.pushed else ""))
+    lines = "".join(f"\n  {s.line()}" for s in r.short)
+    if not r.short_kinds:
+        if r.short:
+            _say(f"warning: {len(r.short)} principle × kind quota(s) ended below half of their target:{lines}")
+        return
+    head = "; ".join(k["line"] for k in r.short_kinds) + ": below half of the quota"
+    if allow_short:
+        _say(f"warning: {head}{lines}")
+        return
+    raise ShortBuildError(
+        f"{head}{lines}\nthe corpus was written to {r.out_dir}" + (" but not pushed" if push else "")
+        + f"; the rows dropped are in {r.out_dir / 'dropped'} (`specc show {r.out_dir} --dropped --reason R`); "
+        "fix the causes above, or pass --allow-short to accept it"
+    )
