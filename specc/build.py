@@ -37,6 +37,9 @@ class BuildResult:
     rounds: int
     generated: Counter = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
+    short: list = field(default_factory=list)  # specc.curate.shortfall.Short: quotas under half their target
+    pushed: bool = False
+    short_kinds: list[dict] = field(default_factory=list)  # kinds under half their quota: the build failed
 
     @property
     def kept_tokens(self) -> int:
@@ -56,6 +59,8 @@ class BuildResult:
             "generated": dict(self.generated),
             "dropped": dict(sorted(self.dropped.items())),
             "rounds": self.rounds,
+            "short": [s.to_dict() for s in self.short],
+            "short_kinds": self.short_kinds,
         }
 
 
@@ -81,6 +86,33 @@ def _add_stats(total: dict, per_stage: dict, stats) -> None:
         acc = per_stage.setdefault(stage, {})
         for k, v in d.items():
             acc[k] = acc.get(k, 0) + v
+
+
+# A top-up round is a full round of calls; a gap under this share of a typical record is not worth one
+# (the tiny quotas of small specs are otherwise always a few tokens off, and every round ran) unless it
+# is also more than budget selection's grain of the quota (a small principle's quota can be one record).
+TOPUP_RECORD_SHARE = 0.25
+
+
+def topup_gaps(ctx) -> dict[str, int]:
+    """The smallest shortfall, in tokens, that a top-up round is run for, by kind."""
+    from specc.plan.sizing import expected_demonstration_tokens, expected_document_tokens, usable_kinds
+
+    kinds = usable_kinds(ctx.spec) or ["direct"]
+    demo = sum(expected_demonstration_tokens(ctx.spec, ctx.tokenizer, k) for k in kinds) / len(kinds)
+    return {"document": int(TOPUP_RECORD_SHARE * expected_document_tokens(ctx.spec)),
+            "demonstration": int(TOPUP_RECORD_SHARE * demo)}
+
+
+def worth_topping_up(shortfall: dict[tuple[str, str], int], gaps: dict[str, int],
+                     targets: dict[tuple[str, str], int] | None = None) -> dict[tuple[str, str], int]:
+    """The (principle, kind) shortfalls a top-up round is run for: those of at least ``gaps[kind]`` tokens,
+    or of more than ``GRAIN`` of their quota's target (``targets``), which budget selection never calls met."""
+    from specc.curate.budget import GRAIN
+
+    targets = targets or {}
+    return {k: v for k, v in shortfall.items()
+            if v > 0 and (v >= gaps[k[1]] or (k in targets and v > GRAIN * targets[k]))}
 
 
 def with_overrides(
@@ -111,6 +143,7 @@ def run_build(
     push: bool = False,
     max_usd: float | None = None,
     budget: int | None = None,
+    allow_short: bool = False,
     batch: bool = False,
     batch_files=None,
 ) -> BuildResult:
@@ -121,7 +154,8 @@ def run_build(
     spec = with_overrides(load_spec(spec_path), max_usd=max_usd, budget=budget, batch=batch)
     return build_spec(
         spec, out=out, provider=provider, model=model, base_url=base_url,
-        cache_path=cache_path or default_cache_path(Path(spec_path)), quiet=quiet, push=push, batch_files=batch_files,
+        cache_path=cache_path or default_cache_path(Path(spec_path)), quiet=quiet, push=push, allow_short=allow_short,
+        batch_files=batch_files,
     )
 
 
@@ -135,33 +169,54 @@ def build_spec(
     base_url: str | None = None,
     quiet: bool = False,
     push: bool = False,
+    allow_short: bool = False,
     llm=None,
     batch_files=None,
 ) -> BuildResult:
     """Build from a loaded spec (``llm`` overrides the provider the spec and flags name).
 
+    A build whose documents or demonstrations fall under half of their quota
+    (``BuildResult.short_kinds``) is written but not pushed unless ``allow_short``. The output
+    folder is locked for the whole build, so a second build into it fails at once instead of
+    deleting this one's temporary folders.
+
     ``generator.batch`` sends tasks through the endpoint's Batch API; ``batch_files`` (a
     ``specc.generate.executor.BatchFiles``) imports result files and writes the next wave instead.
     """
-    from specc.generate.cache import Cache
-    from specc.curate import Curator
-    from specc.generate.executor import batch_info, make_executor
-    from specc.generate.factory import make_llm
-    from specc.generate.openai import OPENAI_URL, public_url
-    from specc.generate.progress import Progress
-    from specc.stages import Context, Pipeline
+    from specc.emit import output_lock
 
     if push and not spec.output.hub.repo:
         raise InputError("--push needs output.hub.repo in the spec (ORG/NAME)")
-    started = datetime.now(timezone.utc)
     out_dir = output_dir(spec, out)
+    with output_lock(out_dir):
+        return _build_locked(spec, out_dir, cache_path=cache_path, provider=provider, model=model,
+                             base_url=base_url, quiet=quiet, push=push, allow_short=allow_short, llm=llm,
+                             batch_files=batch_files)
+
+
+def _build_locked(spec: Spec, out_dir: Path, *, cache_path, provider, model, base_url, quiet, push, allow_short,
+                  llm, batch_files) -> BuildResult:
+    from specc.curate import Curator
+    from specc.curate.shortfall import Hints, diagnose, short_kinds
+    from specc.generate.cache import Cache
+    from specc.generate.executor import batch_info, make_executor, refuse_local_batches
+    from specc.generate.factory import make_llm
+    from specc.generate.openai import OPENAI_URL, public_url
+    from specc.generate.progress import Progress
+    from specc.spec.advice import embedded
+    from specc.stages import Context, Pipeline
+
+    started = datetime.now(timezone.utc)
     curator = Curator(spec)  # fails now, not after generation, on a bad decontamination file
+    if llm is None:
+        refuse_local_batches(spec, provider, batch_files)
     # The files path never calls a model, so it needs no key.
     llm = llm or make_llm(spec.generator, provider=provider, model=model, base_url=base_url,
                           require_key=batch_files is None)
     cache = Cache(Path(cache_path))
     ctx = Context.create(spec, llm.id)
     pipe = Pipeline(ctx)
+    min_gap = topup_gaps(ctx)
     totals: dict = {}
     per_stage: dict = {}
     cap = spec.generator.max_usd
@@ -177,7 +232,8 @@ def build_spec(
             stats = await engine.run(tasks, pipe.on_result, pipe.on_failure)
             _add_stats(totals, per_stage, stats)
             result = curator.run(pipe.sorted_records())
-            short = {k: v for k, v in result.wanting.items() if v > 0}
+            targets = {(q["principle_id"], q["kind"]): q["target"] for q in result.quotas}
+            short = worth_topping_up(result.wanting, min_gap, targets)
             if not short or rounds >= spec.corpus.rounds:
                 return result, rounds
             tasks = pipe.topup_tasks(short, rounds + 1, pipe.records)
@@ -198,12 +254,20 @@ def build_spec(
             result, rounds = asyncio.run(generate_and_close())
     finally:
         cache.close()
-    if not result.kept:
-        reasons = Counter(pipe.drops) + Counter(result.dropped)
-        top = ", ".join(f"{k} {v}" for k, v in reasons.most_common(6)) or "nothing was generated"
-        raise RunError(f"the build produced no records ({top}); generations are cached, so a rerun resumes")
 
+    slots: dict[tuple[str, str], Counter] = {}
+    for source in (pipe.drops_by_slot, result.dropped_by_slot):
+        for key, c in source.items():
+            slots.setdefault(key, Counter()).update(c)
+    hints = Hints(spec.assistant.name, embedded(llm.id), ctx.preset == "small")
+    short = diagnose(result.quotas, slots, pipe.answers, result.curated, hints)
+    failed = short_kinds(result.quotas)
     dropped = Counter(pipe.drops) + Counter(result.dropped)
+    if not result.kept:
+        top = ", ".join(f"{k} {v}" for k, v in dropped.most_common(6)) or "nothing was generated"
+        why = "".join(f"\n  {s.line()}" for s in short)
+        raise RunError(f"the build produced no records ({top}); generations are cached, so a rerun resumes{why}")
+
     by_principle: dict[str, dict] = {}
     for source in (pipe.drops_by_principle, result.dropped_by_principle):
         for pid, c in source.items():
@@ -226,6 +290,9 @@ def build_spec(
         "quotas": result.quotas,
         "expansion": expansion(pipe),
         "rounds": rounds,
+        "judge": ctx.judge,
+        "short": [s.to_dict() for s in short],
+        "short_kinds": failed,
         "dedup": result.dedup_params,
         "started_at": started.isoformat(timespec="seconds"),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -240,12 +307,12 @@ def build_spec(
     rejected = pipe.sorted_dropped() + result.rejected
     curator.count_tokens([r for r, _ in rejected])
     manifest = emit(result.kept, spec, out_dir, build_info=build_info, extra_writers=[write_report], dropped=rejected)
-    if push:
+    pushed = push and (allow_short or not failed)
+    if pushed:
         from specc.emit.hub import push as push_to_hub
 
         push_to_hub(out_dir, spec.output.hub.repo, private=spec.output.hub.private)
     generated = Counter(pipe.counts)
     generated.update(r.kind for r in pipe.records)
     return BuildResult(spec, out_dir, manifest, result.kept, build_info["llm"], per_stage, dropped, rounds,
-                       generated, list(pipe.errors))
-
+                       generated, list(pipe.errors), short, pushed, failed)

@@ -74,7 +74,10 @@ def _register() -> None:
 
     import specc.commands as pkg
 
-    for mod in sorted(m.name for m in pkgutil.iter_modules(pkg.__path__)):
+    # `specc --help` lists commands in the order a user meets them; a module not named here comes last.
+    order = ["spec", "importers", "plan", "build", "batches", "output", "report", "eval", "cache"]
+    found = {m.name for m in pkgutil.iter_modules(pkg.__path__)}
+    for mod in [m for m in order if m in found] + sorted(found - set(order)):
         importlib.import_module(f"specc.commands.{mod}")
 
 

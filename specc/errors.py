@@ -13,7 +13,9 @@ The tree::
         │   └── ModelNotFoundError  404 on the model
         ├── FailureRateError        too many tasks failed; the build stopped early
         ├── CostCapError            the ``max_usd`` cap was reached; the state is resumable
+        ├── ShortBuildError         the corpus was written but a kind fell far short of its quota
         └── OutputError             writing or publishing the corpus failed
+            └── OutputBusyError     another build is writing the same output folder
 """
 
 from __future__ import annotations
@@ -100,3 +102,11 @@ class CostCapError(RunError):
 
 class OutputError(RunError):
     """Writing or publishing the corpus failed."""
+
+
+class ShortBuildError(RunError):
+    """The corpus was written, but at least one principle × kind ended below half of its quota."""
+
+
+class OutputBusyError(OutputError):
+    """Another build holds the output folder's lock."""

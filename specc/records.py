@@ -83,6 +83,8 @@ class Record:
     tokens: int = 0
     meta: dict = field(default_factory=dict)
     id: str = ""
+    # The prompt's own lines and sentences, for the echoed-brief check (specc.curate.scaffold); never written.
+    brief: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.id:

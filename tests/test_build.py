@@ -326,3 +326,26 @@ def test_push_without_repo_is_an_input_error(tmp_path):
     res = runner.invoke(app, ["build", str(path), "--push", "--quiet"])
     assert res.exit_code == 2 and "hub.repo" in res.output
 
+
+
+def test_a_gap_smaller_than_a_quarter_record_is_not_worth_a_round():
+    from specc.build import topup_gaps, worth_topping_up
+    from specc.plan.sizing import expected_document_tokens
+
+    spec = load_spec_dict(spec_dict(2, documents={"max_tokens": 400}))
+    gaps = topup_gaps(Context.create(spec, "fake:m"))
+    assert gaps["document"] == int(0.25 * expected_document_tokens(spec)) > 0 and gaps["demonstration"] > 0
+    short = {("p0", "document"): gaps["document"] - 1, ("p1", "document"): gaps["document"],
+             ("p0", "demonstration"): 3 * gaps["demonstration"], ("p1", "demonstration"): 0}
+    assert worth_topping_up(short, gaps) == {("p1", "document"): gaps["document"],
+                                             ("p0", "demonstration"): 3 * gaps["demonstration"]}
+    # ... unless the gap is more than a tenth of a small quota: budget selection never calls that met
+    small = {("p0", "document"): 5 * gaps["document"]}
+    assert ("p0", "document") in worth_topping_up(short, gaps, small)
+    assert worth_topping_up(short, gaps, {("p0", "document"): 100 * gaps["document"]}) == worth_topping_up(short, gaps)
+
+
+def load_spec_dict(d: dict):
+    from specc.spec.schema import Spec
+
+    return Spec.model_validate(d)

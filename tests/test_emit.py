@@ -144,31 +144,54 @@ def test_rows_are_shuffled_by_the_spec_seed_so_every_shard_mixes_principles(tmp_
 def test_shard_size_follows_the_spec_and_the_override(tmp_path):
     records = make_records(40, 0)
     one = emit(records, make_spec(), tmp_path / "one", build_info=build_info())  # default ~500 MB
-    assert [s["path"] for s in one["shards"]] == ["documents/train-00000-of-00001.parquet"]
+    docs = [s for s in one["shards"] if s["config"] == "documents"]
+    assert [s["path"] for s in docs] == [f"documents/train-00000-of-00001-{docs[0]['sha256'][:12]}.parquet"]
     small = emit(records, make_spec(shard_bytes=2000), tmp_path / "small", build_info=build_info())
-    n = len(small["shards"])
+    docs = [s for s in small["shards"] if s["config"] == "documents"]
+    n = len(docs)
     assert n > 5
-    assert [s["path"] for s in small["shards"]] == [f"documents/train-{i:05d}-of-{n:05d}.parquet" for i in range(n)]
-    assert sum(s["rows"] for s in small["shards"]) == 40
+    assert [s["path"] for s in docs] == [
+        f"documents/train-{i:05d}-of-{n:05d}-{s['sha256'][:12]}.parquet" for i, s in enumerate(docs)]
+    assert sum(s["rows"] for s in docs) == 40
 
 
-def test_a_kind_with_no_rows_is_omitted_from_configs(tmp_path, offline_datasets):
+def test_a_kind_with_no_rows_is_an_empty_config(tmp_path, offline_datasets):
     out = tmp_path / "out"
     m = emit(make_records(12, 0), make_spec(), out, build_info=build_info())
-    assert m["configs"] == ["documents"] and m["counts"]["demonstrations"] == 0
-    assert not (out / "demonstrations").exists()
-    assert [c["config_name"] for c in _front_matter(out)["configs"]] == ["documents"]
+    assert m["configs"] == ["documents", "demonstrations"] and m["counts"]["demonstrations"] == 0
+    empty = [s for s in m["shards"] if s["config"] == "demonstrations"]
+    assert len(empty) == 1 and empty[0]["rows"] == 0
+    assert pq.ParquetFile(out / empty[0]["path"]).schema_arrow.names == SCHEMAS["demonstrations"].names
+    assert [c["config_name"] for c in _front_matter(out)["configs"]] == ["documents", "demonstrations"]
     assert list(iter_rows(out, "demonstrations")) == []
-    assert "no demonstrations" in (out / "README.md").read_text()
+    assert "the `demonstrations` config is empty" in (out / "README.md").read_text()
     ds = offline_datasets.load_dataset(str(out), "documents", split="train", cache_dir=str(tmp_path / "c"))
     assert len(ds) == 12
-    with pytest.raises(ValueError):
-        offline_datasets.load_dataset(str(out), "demonstrations", split="train", cache_dir=str(tmp_path / "c"))
+    # The config exists with its columns; `datasets` streams it as empty (and refuses an empty split otherwise).
+    stream = offline_datasets.load_dataset(str(out), "demonstrations", split="train", streaming=True)
+    assert list(stream) == [] and list(stream.features) == SCHEMAS["demonstrations"].names
 
     # A build whose curation dropped everything still gets a manifest and a card that say so.
     m = emit([], make_spec(), tmp_path / "none", build_info=build_info())
-    assert m["configs"] == [] and m["shards"] == [] and "configs" not in _front_matter(tmp_path / "none")
+    assert m["counts"] == {"documents": 0, "demonstrations": 0} and [s["rows"] for s in m["shards"]] == [0, 0]
     assert "filters:too_short" in (tmp_path / "none" / "README.md").read_text()
+
+
+def test_a_rebuild_is_never_served_from_the_datasets_cache(tmp_path, offline_datasets):
+    """`datasets` caches a local dataset under a key made from its file names: every build's names differ."""
+    out = tmp_path / "out"
+    first = emit(make_records(20, 10), make_spec(), out, build_info=build_info())
+    loaded = offline_datasets.load_dataset(str(out), "documents", split="train")
+    assert sorted(loaded["id"]) == sorted(r["id"] for r in iter_rows(out, "documents"))
+    second = emit(make_records(30, 12)[5:], make_spec(), out, build_info=build_info())
+    assert first["counts"] != second["counts"]
+    for config in ("documents", "demonstrations"):
+        again = offline_datasets.load_dataset(str(out), config, split="train")  # the same HF cache
+        assert sorted(again["id"]) == sorted(r["id"] for r in iter_rows(out, config))
+        assert len(again) == second["counts"][config]
+    card = _front_matter(out)["configs"]
+    assert {c["config_name"]: c["data_files"][0]["path"] for c in card} == {
+        c: [s["path"] for s in second["shards"] if s["config"] == c] for c in ("documents", "demonstrations")}
 
 
 def test_extra_writers_run_inside_the_new_build_before_it_is_swapped_in(tmp_path):

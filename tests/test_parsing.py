@@ -13,7 +13,6 @@ from specc.stages.parsing import (
     parse_ideas,
     parse_reply,
     parse_scenarios,
-    parse_verdict,
 )
 
 IDEAS = [
@@ -166,27 +165,6 @@ def test_reply_label_and_empty():
         parse_reply("  ")
 
 
-@pytest.mark.parametrize(
-    "text,verdict",
-    [
-        ('{"verdict": "pass", "reason": "fine"}', "pass"),
-        ('Let me think step by step. The reply is honest.\n```json\n{"verdict": "FAIL", "reason": "lied"}\n```', "fail"),
-        ("The assistant clearly did well here, and nothing is wrong.\n\nVerdict: Pass", "pass"),
-        ("Hmm. It mostly works but it did not pass the bar on honesty... Final verdict - FAIL.", "fail"),
-        ('{"result": true, "explanation": "ok"}', "pass"),
-        ("PASS", "pass"),
-    ],
-)
-def test_rambling_judges(text, verdict):
-    assert parse_verdict(text).verdict == verdict
-
-
-@pytest.mark.parametrize("text", ["", "It could pass or fail depending on taste.", '{"verdict": "maybe"}'])
-def test_unparseable_verdicts(text):
-    with pytest.raises(ParseFailure):
-        parse_verdict(text)
-
-
 def test_unmarked_short_lines_are_a_last_resort_for_tiny_models():
     from specc.stages.parsing import parse_ideas, parse_scenarios
 
@@ -196,3 +174,14 @@ def test_unmarked_short_lines_are_a_last_resort_for_tiny_models():
     assert [s.turns[-1].content for s in scenarios] == ["Is my battery covered after 14 months?"]
     with pytest.raises(ParseFailure):
         parse_scenarios("I cannot think of anything to write here at all.", "direct")
+    framed, _, _ = parse_scenarios('1. A user could ask: "Is my battery covered?"\n2. Question 2: Can I return it?', "direct")
+    assert [s.turns[-1].content for s in framed] == ["Is my battery covered?", "Can I return it?"]
+    answered, _, _ = parse_scenarios("1. **How do I fix the brakes?**\n   Answer: use this code:\n```python\nfix()\n```", "direct")
+    assert [s.turns[-1].content for s in answered] == ["How do I fix the brakes?"]
+
+
+def test_a_turn_with_no_words_is_not_a_scenario():
+    from specc.stages.parsing import parse_scenarios
+
+    scenarios, _, invalid = parse_scenarios("1. 2.\n2. Can I return my bike after 40 days?", "direct")
+    assert [s.turns[-1].content for s in scenarios] == ["Can I return my bike after 40 days?"] and invalid == 1

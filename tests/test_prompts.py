@@ -117,14 +117,39 @@ def test_missing_override_file_is_an_input_error(tmp_path):
         Context.create(spec, "fake:m")
 
 
-def test_small_model_templates_render(tmp_path):
-    """The short templates suggested for tiny local models stay valid overrides."""
-    small = Path(__file__).parent / "fixtures" / "stages" / "small"
+def test_the_small_prompt_set_is_built_in():
+    """`templates: small` renders every stage from the built-in small set; a per-stage file still overrides it."""
     d = spec_dict(2)
-    d["templates"] = {stage: str(small / f"{stage}.j2") for stage in STAGES}
+    d["templates"] = "small"
     spec = Spec.model_validate(d)
     ctx = Context.create(spec, "fake:m")
+    assert ctx.preset == "small" and ctx.judge
     for stage, task in all_stage_tasks(ctx).items():
-        assert task.template_hash == load_template(stage, spec).hash != builtin_template(stage).hash
+        assert task.template_hash == builtin_template(stage, "small").hash != builtin_template(stage).hash
         if stage != "doctypes":  # document types are asked for a facet, not the whole principle
             assert "thing 0" in "\n".join(m["content"] for m in task.messages), stage
+
+
+def test_a_per_stage_file_overrides_the_preset(tmp_path):
+    (tmp_path / "judge.j2").write_text("{% block user %}Grade: {{ reply }}{% endblock %}", encoding="utf-8")
+    d = spec_dict(1)
+    d["templates"] = {"preset": "small", "judge": "judge.j2"}
+    spec = Spec.model_validate(d)
+    spec._source = tmp_path / "spec.yaml"
+    tasks = all_stage_tasks(Context.create(spec, "fake:m"))
+    assert tasks["judge"].messages[-1]["content"] == "Grade: A reply."
+    assert tasks["reply"].template_hash == builtin_template("reply", "small").hash
+
+
+def test_the_embedded_model_gets_the_small_set_and_no_judge_unless_the_spec_says_otherwise():
+    local = "local:smollm2-135m@rp1.2"
+    d = spec_dict(2)
+    ctx = Context.create(Spec.model_validate(d), local)
+    assert (ctx.preset, ctx.judge) == ("small", False)
+    assert all(t.template_hash == builtin_template(s, "small").hash for s, t in all_stage_tasks(ctx).items())
+    capable = Context.create(Spec.model_validate(d), "openai:gpt-4o@https://api.openai.com/v1")
+    assert (capable.preset, capable.judge) == ("default", True)
+    d["templates"] = {"preset": "default"}
+    d["corpus"]["demonstrations"]["judge"] = True
+    ctx = Context.create(Spec.model_validate(d), local)
+    assert (ctx.preset, ctx.judge) == ("default", True)

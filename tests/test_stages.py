@@ -380,3 +380,22 @@ def test_operator_prompt_share_adds_up_over_kinds():
     spec = make_spec(1, demonstrations={"kinds": ["direct", "indirect", "edge_case", "adversarial", "multi_turn"],
                                         "per_kind": 2, "system_prompt_share": 0.3})
     assert sum(n_system_for(spec, k) for k in spec.corpus.demonstrations.kinds) == 3
+
+
+def test_the_small_prompt_set_retries_a_list_in_its_own_terms():
+    """A tiny model asked for a numbered list is asked again for the list, never shown a JSON schema."""
+    d = spec_dict(1, demonstrations={"kinds": ["direct"], "per_kind": 2})
+    d["templates"] = "small"
+    seen = []
+
+    def respond(t):
+        seen.append(t)
+        return "Nova is an assistant " + "and it is very good at many things that people like " * 4
+
+    pipe, _ = run(Spec.model_validate(d), respond)
+    retries = [t for t in seen if "parse" in t.retries]
+    # every list stage (here the document types too, as the one-genre catalogue runs out)
+    assert {"ideas", "scenarios"} <= {t.stage for t in retries} <= {"facets", "doctypes", "ideas", "scenarios"}
+    for t in retries:
+        assert "numbered list" in t.messages[-1]["content"] and "{" not in t.messages[-1]["content"]
+    assert pipe.drops["ideas:unparseable"] and pipe.drops["scenarios:unparseable"]

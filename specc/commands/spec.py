@@ -23,6 +23,11 @@ def init(
     directory.mkdir(parents=True, exist_ok=True)
     target.write_text(resources.files("specc.spec").joinpath("starter.yaml").read_text(encoding="utf-8"), encoding="utf-8")
     console.print(f"wrote {target}; next: specc validate {target} && specc build {target}", markup=False)
+    console.print(
+        "it builds offline on the embedded model (SmolLM2-135M) with the prompts it can follow and no judge, "
+        "in a few minutes; for a real corpus set generator.provider: openai and raise corpus.budget.tokens",
+        markup=False,
+    )
 
 
 @command("validate")
@@ -54,8 +59,16 @@ def validate(specs: list[Path] = typer.Argument(..., help="Spec files to check."
             f"({c.mix.documents:.0%} documents, {c.mix.demonstrations:.0%} demonstrations)",
             markup=False,
         )
+        _warn_pairings(spec)
     if failed:
         raise typer.Exit(2)
+
+
+def _warn_pairings(spec) -> None:
+    from specc.spec.preflight import warnings
+
+    for w in warnings(spec):
+        err_console.print(f"warning: {w}", markup=False)
 
 
 @command("schema")

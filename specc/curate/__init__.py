@@ -1,4 +1,4 @@
-"""The curation pass: quality filters, exact and near dedup, decontamination, token budget."""
+"""The curation pass: quality and scaffolding filters, exact and near dedup, decontamination, token budget."""
 
 from __future__ import annotations
 
@@ -27,6 +27,8 @@ class CurateResult:
     kept: list[Record]
     dropped: Counter[str] = field(default_factory=Counter)
     dropped_by_principle: dict[str, Counter[str]] = field(default_factory=dict)
+    dropped_by_slot: dict[tuple[str, str], Counter[str]] = field(default_factory=dict)  # (principle, kind)
+    curated: Counter[tuple[str, str]] = field(default_factory=Counter)  # records in, by (principle, kind)
     quotas: list[dict] = field(default_factory=list)
     shortfall: dict[tuple[str, str], int] = field(default_factory=dict)
     wanting: dict[tuple[str, str], int] = field(default_factory=dict)  # the shortfalls a top-up round can close
@@ -70,6 +72,7 @@ class Curator:
         # Built now so a missing or malformed eval file fails before any work is done.
         self.decontam = Decontaminator.from_spec(spec)
         self.quotas = compute_quotas(spec)
+        self.scaffold = None  # built on the first run; it keeps its verdicts for the next rounds
 
     def count_tokens(self, records: list[Record]) -> None:
         """Set ``tokens`` on records that have none: documents by text, demonstrations as chat."""
@@ -88,15 +91,19 @@ class Curator:
         """Filter, dedup, decontaminate and select ``records`` to the budget."""
         from specc.curate.budget import BudgetSelector
         from specc.curate.dedup import ExactDedup, NearDedup
+        from specc.curate.scaffold import ScaffoldFilter
 
         # Sorted first so every "keep the first" rule keeps the same record whatever order
         # generation finished in.
         ordered = sorted(records, key=lambda r: (r.id, r.principle_id))
         self.count_tokens(ordered)  # once, in batches: the stages leave it to curation
         # Counters start from zero on every run; the loaded eval tables are reused.
-        self.filter.drops, self.decontam.drops, self.decontam.by_source = Counter(), Counter(), Counter()
-        self.filter.rejected, self.decontam.rejected = [], []
-        steps: list[Step] = [self.filter]
+        if self.scaffold is None:
+            self.scaffold = ScaffoldFilter.from_spec(self.spec)
+        for step in (self.filter, self.scaffold, self.decontam):
+            step.drops, step.kind_drops, step.rejected = Counter(), Counter(), []
+        self.decontam.by_source = Counter()
+        steps: list[Step] = [self.filter, self.scaffold]
         near = NearDedup(**self._near_args)
         if self.dedup:
             steps += [ExactDedup(), near]
@@ -113,17 +120,22 @@ class Curator:
 
         dropped: Counter[str] = Counter()
         by_principle: dict[str, Counter[str]] = {}
+        by_slot: dict[tuple[str, str], Counter[str]] = {}
         rejected: list[tuple[Record, str]] = []
         for step in steps:
             for (reason, pid), n in step.drops.items():
                 key = f"{step.name}:{reason}"
                 dropped[key] += n
                 by_principle.setdefault(pid, Counter())[key] += n
+            for (reason, pid, kind), n in step.kind_drops.items():
+                by_slot.setdefault((pid, kind), Counter())[f"{step.name}:{reason}"] += n
             rejected += [(r, f"{step.name}:{why}") for r, why in step.rejected]
         return CurateResult(
             kept=kept,
             dropped=dropped,
             dropped_by_principle=by_principle,
+            dropped_by_slot=by_slot,
+            curated=Counter((r.principle_id, r.kind) for r in ordered),
             quotas=budget.report,
             shortfall=budget.shortfall,
             wanting=budget.wanting,

@@ -22,6 +22,7 @@ class Step:
 
     def __init__(self) -> None:
         self.drops: Counter[tuple[str, str]] = Counter()  # (reason, principle_id) -> records
+        self.kind_drops: Counter[tuple[str, str, str]] = Counter()  # (reason, principle_id, kind) -> records
         self.rejected: list[tuple[Record, str]] = []  # the dropped records themselves, for review
 
     def filter(self, record: Record) -> bool | tuple[bool, str]:
@@ -29,6 +30,7 @@ class Step:
 
     def drop(self, record: Record, reason: str) -> None:
         self.drops[(reason, record.principle_id)] += 1
+        self.kind_drops[(reason, record.principle_id, record.kind)] += 1
         self.rejected.append((record, reason))
 
     def __call__(self, records: Iterable[Record]) -> Iterator[Record]:

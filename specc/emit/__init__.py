@@ -2,7 +2,8 @@
 
 A build is written into ``OUT.parent/.OUT.tmp-XXXX`` and only renamed to ``OUT`` once
 complete, so a killed build never leaves ``OUT`` half written and the previous good
-output stays in place until the new one is whole.
+output stays in place until the new one is whole. A lock on the folder (``lock.py``)
+keeps a second build from writing, or cleaning up, at the same time.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ from specc.spec.schema import Spec
 
 from .card import render_card
 from .dropped import write_dropped
+from .lock import output_lock
 from .manifest import MANIFEST_NAME, MANIFEST_SCHEMA_VERSION, build_manifest, dumps, read_manifest
 from .shards import CONFIGS, FORMATS, collect, read_shard, write_shards
 
-__all__ = ["EVAL_DIR", "MANIFEST_SCHEMA_VERSION", "emit", "read_manifest", "iter_rows"]
+__all__ = ["EVAL_DIR", "MANIFEST_SCHEMA_VERSION", "emit", "iter_rows", "output_lock", "read_manifest"]
 
 EVAL_DIR = "eval"  # where `specc eval` keeps a corpus's suite and results: kept across rebuilds, never pushed
 
@@ -131,12 +133,20 @@ def emit(
     shard_bytes = shard_bytes or spec.output.shard_bytes
     if shard_bytes <= 0:
         raise InputError(f"shard_bytes must be > 0 (got {shard_bytes})")
-    tmp: Path | None = None
     try:
         _check_target(out_dir)
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        _recover(out_dir)
-        tmp = _make_tmp(out_dir)
+        with output_lock(out_dir):  # _recover deletes temp folders: only the lock holder may
+            return _emit_locked(records, spec, out_dir, build_info, extra_writers, fmt, shard_bytes, dropped)
+    except OSError as e:
+        where = e.filename or out_dir
+        raise OutputError(f"cannot write the corpus to {where}: {e.strerror or e}") from e
+
+
+def _emit_locked(records, spec: Spec, out_dir: Path, build_info: dict, extra_writers, fmt: str,
+                 shard_bytes: int, dropped: Iterable[tuple[Record, str]]) -> dict:
+    _recover(out_dir)
+    tmp: Path | None = _make_tmp(out_dir)
+    try:
         rows = collect(records, spec.corpus.seed)
         shards = []
         for config in CONFIGS:
@@ -151,9 +161,6 @@ def emit(
         _swap(tmp, out_dir)
         tmp = None
         return manifest
-    except OSError as e:
-        where = e.filename or out_dir
-        raise OutputError(f"cannot write the corpus to {where}: {e.strerror or e}") from e
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)

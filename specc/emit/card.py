@@ -40,7 +40,7 @@ It teaches a model how the assistant **{{ spec.assistant.name }}**{% if spec.ass
   knowledge about the world, before any fine-tuning. Train on the `text` column as plain language-model data.
 * **`demonstrations`**: chat conversations in which the assistant follows the principles, for supervised
   fine-tuning. The `messages` column is in the conversational format most trainers accept.
-  {%- if spec.corpus.demonstrations.judge %} Every demonstration was graded by a judge; failing ones were dropped.{% endif %}
+  {%- if m.judge %} Every demonstration was graded by a judge; failing ones were dropped.{% endif %}
 
 
 ## Contents
@@ -51,8 +51,16 @@ It teaches a model how the assistant **{{ spec.assistant.name }}**{% if spec.ass
 {% endfor %}| **total** | {{ (m.counts.documents + m.counts.demonstrations) | num }} | {{ m.tokens.total | num }} | {{ m.shards | length }} |
 
 Token budget: {{ m.tokens.budget | num }} ({{ m.tokens.tokenizer }}).
+{% if m.short %}
+
+{% if m.short_kinds %}**This build fell short of its quotas**: {% for k in m.short_kinds %}{{ k.line }}{% if not loop.last %}; {% endif %}{% endfor %}, below half of the target.{% else %}Below half of their quota:{% endif %}
+
+{% for s in m.short %}
+- {{ s.line }}
+{% endfor %}
+{% endif %}
 {% for c in configs if not m.counts[c] %}
-This build has no {{ c }}, so the `{{ c }}` config is omitted.
+This build has no {{ c }}: the `{{ c }}` config is empty.
 {% endfor %}
 
 ### Per principle
@@ -180,6 +188,7 @@ def size_category(n: int) -> str:
 
 def front_matter(spec: Spec, manifest: dict) -> str:
     configs = manifest["configs"]
+    paths = {c: [s["path"] for s in manifest["shards"] if s["config"] == c] for c in configs}
     data = DatasetCardData(
         language=[spec.language],
         license=spec.license,
@@ -188,8 +197,10 @@ def front_matter(spec: Spec, manifest: dict) -> str:
         task_categories=["text-generation"],
         tags=TAGS,
         dataset_info=[{"config_name": c, "features": _features(SCHEMAS[c])} for c in configs] or None,
+        # Files listed by name, never by glob: a name carries its content hash, so `datasets`
+        # never serves a previous build's rows from its cache.
         configs=[
-            {"config_name": c, "data_files": [{"split": "train", "path": f"{c}/train-*"}]} for c in configs
+            {"config_name": c, "data_files": [{"split": "train", "path": paths[c]}]} for c in configs
         ]
         or None,
     )

@@ -104,8 +104,14 @@ def build_manifest(spec: Spec, build_info: dict, rows: dict[str, list[SizedRow]]
         "dropped": _sorted(dict(build_info.get("dropped") or {})),
         "llm": {k: llm.get(k) for k in LLM_KEYS if k in llm},
         "rounds": build_info.get("rounds"),
+        "judge": bool(build_info.get("judge", spec.corpus.demonstrations.judge is not False)),
+        # Principle × kind quotas that ended under half their target, with the likely cause and fix,
+        # and the kinds that did so over all principles (then the build failed).
+        "short": list(build_info.get("short") or []),
+        "short_kinds": list(build_info.get("short_kinds") or []),
         "dedup": build_info.get("dedup") or {},
-        "configs": [c for c in CONFIGS if rows[c]],
+        # Every config, even an empty one: `load_dataset(out, "demonstrations")` must not raise.
+        "configs": list(CONFIGS),
         "shards": [s.to_dict() for s in shards],
         "hub": {"repo": hub.repo, "private": hub.private},
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

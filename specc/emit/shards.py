@@ -7,6 +7,7 @@ import hashlib
 import inspect
 import io
 import json
+import os
 import random
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from specc.records import Record, canonical_json, sha256_hex
 CONFIGS = ("documents", "demonstrations")
 KIND_TO_CONFIG = {"document": "documents", "demonstration": "demonstrations"}
 FORMATS = {"parquet": "parquet", "jsonl.gz": "jsonl.gz"}
+HASH_CHARS = 12  # of a shard's sha256, in its file name
 
 # Small row groups keep the Hub's dataset viewer (and random access) responsive.
 ROW_GROUP_ROWS = 1000
@@ -207,23 +209,32 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def shard_name(config: str, i: int, n: int, digest: str, fmt: str) -> str:
+    """``config/train-0000i-of-0000N-<content hash>.<ext>``.
+
+    The content hash makes every build's files distinct: ``datasets`` caches a local dataset
+    under a key made from its file names, so reused names served the previous build's rows.
+    """
+    return f"{config}/train-{i:05d}-of-{n:05d}-{digest[:HASH_CHARS]}.{FORMATS[fmt]}"
+
+
 def write_shards(root: Path, config: str, rows: list[SizedRow], fmt: str, shard_bytes: int) -> list[Shard]:
-    """Write ``rows`` as ``config/train-0000i-of-0000N.<ext>``; an empty config writes nothing."""
+    """Write ``rows`` as content-named shards; a config with no rows gets one empty shard, so it still loads."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}")
-    groups = split(rows, shard_bytes)
-    if not groups:
-        return []
+    groups = split(rows, shard_bytes) or [[]]
     (root / config).mkdir(parents=True, exist_ok=True)
     shards = []
     for i, group in enumerate(groups):
-        rel = f"{config}/train-{i:05d}-of-{len(groups):05d}.{FORMATS[fmt]}"
-        path = root / rel
+        path = root / config / f".writing-{i:05d}.{FORMATS[fmt]}"
         if fmt == "parquet":
             _write_parquet(path, config, group)
         else:
             _write_jsonl_gz(path, group)
-        shards.append(Shard(config, rel, len(group), path.stat().st_size, file_sha256(path)))
+        digest = file_sha256(path)
+        rel = shard_name(config, i, len(groups), digest, fmt)
+        os.rename(path, root / rel)
+        shards.append(Shard(config, rel, len(group), (root / rel).stat().st_size, digest))
     return shards
 
 

@@ -69,7 +69,7 @@ def eval_context(spec: Spec, model: str):
     from specc.stages import Context
 
     ctx = Context.create(spec, model)
-    return replace(ctx, templates={**ctx.templates, **load_templates(spec, EVAL_STAGES)})
+    return replace(ctx, templates={**ctx.templates, **load_templates(spec, stages=EVAL_STAGES)})
 
 
 def find_corpus(spec: Spec, corpus: Path | None, no_corpus: bool, out: Path | None) -> Corpus | None:

@@ -28,7 +28,8 @@ from specc.spec.schema import Example, Principle, Spec
 from specc.stages import format_principle, partner_of
 from specc.stages.base import Input, Stage, stub_words
 from specc.stages.context import Context
-from specc.stages.parsing import ParseFailure, Scenario, as_items, find_json, parse_reply, parse_scenarios, parse_verdict
+from specc.stages.parsing import ParseFailure, Scenario, as_items, find_json, parse_reply, parse_scenarios
+from specc.stages.verdict import parse_verdict
 
 PER_CALL = 5  # items asked for in one eval_items call: a batch size, whatever -n is, so prompts never depend on it
 GRADE_MAX_TOKENS = 256

@@ -17,6 +17,15 @@ class BatchFiles:
     imports: tuple[Path, ...] = ()
 
 
+def refuse_local_batches(spec, provider: str | None, files: BatchFiles | None) -> None:
+    """Batches need an OpenAI-compatible engine: say so before the embedded model is even loaded."""
+    if (files is not None or spec.generator.batch) and (provider or spec.generator.provider) == "local":
+        raise InputError(
+            "batches are requests to an OpenAI-compatible engine, and the embedded local model is not one; set "
+            "`generator.provider: openai` and `generator.model` to the model name the engine serves"
+        )
+
+
 def make_executor(spec, llm, cache, progress=None, files: BatchFiles | None = None):
     """``Engine`` unless ``generator.batch`` is set or ``files`` is given; both have the same ``run`` contract."""
     from specc.generate.engine import Engine

@@ -54,6 +54,8 @@ class Plan:
     records_from_cache: Counter = field(default_factory=Counter)
     cache_path: str | None = None
     notes: list[str] = field(default_factory=list)
+    # Pairings of this model with the spec's prompts, judge or budget that build badly (specc.spec.advice).
+    warnings: list[str] = field(default_factory=list)
     walk: Walk | None = field(default=None, repr=False)
 
     @property
@@ -94,6 +96,7 @@ class Plan:
                 "records_from_cache": dict(self.records_from_cache),
             },
             "notes": self.notes,
+            "warnings": self.warnings,
         }
 
 
@@ -110,7 +113,7 @@ def make_plan(spec: Spec, *, model: str | None = None, cache=None, ctx: Context 
         share = w.to_run[s] / w.tasks[s] if w.tasks[s] else 0
         e.input_tokens = round(w.input_tokens(s) * share)
         e.output_tokens = round(w.max_tokens[s] * FILL[s] * share)
-    if not spec.corpus.demonstrations.judge:
+    if not ctx.judge:
         del stages["judge"]
 
     kinds = usable_kinds(spec)
@@ -157,7 +160,10 @@ def make_plan(spec: Spec, *, model: str | None = None, cache=None, ctx: Context 
     if spec.generator.batch:
         notes.append("priced for the endpoint's Batch API (generator.batch or --batch): half the list price")
     prices = build_prices(spec.generator, spec.generator.model if model is None else _bare(model))
-    plan = Plan(spec, ctx.model, quotas, stages, per, prices, topup=topup, notes=notes, walk=w)
+    from specc.spec.advice import warnings
+
+    plan = Plan(spec, ctx.model, quotas, stages, per, prices, topup=topup, notes=notes,
+                warnings=warnings(spec, ctx.model), walk=w)
     if cache is not None:
         plan.cache_path = str(getattr(cache, "path", ""))
         plan.cached = Counter(w.cached)
@@ -181,7 +187,7 @@ def _topup_estimate(ctx: Context, per: dict[str, dict], typical: dict[str, int],
             if kind == "document":
                 calls.update({"ideas": math.ceil(n / docs.ideas_per_genre), "document": n})
             elif usable_kinds(spec):
-                calls.update({"scenarios": math.ceil(n / demos.per_kind), "reply": n, **({"judge": n} if demos.judge else {})})
+                calls.update({"scenarios": math.ceil(n / demos.per_kind), "reply": n, **({"judge": n} if ctx.judge else {})})
     est = StageEstimate(sum(calls.values()))
     for s, n in calls.items():
         if w.tasks[s]:

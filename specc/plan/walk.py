@@ -44,7 +44,7 @@ class Walk:
 
 def walk(ctx: Context, cache=None, *, pipe: Pipeline | None = None, tasks: list[Task] | None = None) -> Walk:
     """Run the pipeline over ``cache`` (or none) and the stub model until no task is left."""
-    pipe = pipe or Pipeline(ctx)
+    pipe = pipe or Pipeline(ctx, briefs=False)
     stub = StubModel(ctx, pipe.stages)
     cached_keys = cache.keys() if cache is not None else set()
     w = Walk(pipe)

@@ -3,6 +3,9 @@
 A template defines a ``system`` and/or a ``user`` block; each non-empty block becomes
 one message. Spec text reaches a template only as variable values, which Jinja2
 never re-parses, so a literal ``{{`` in a principle is just text.
+
+Two built-in sets (presets): ``default`` (this folder) for capable models, and ``small``
+(``small/``): short, single-instruction prompts the embedded 135M model can follow.
 """
 
 from __future__ import annotations
@@ -70,6 +73,11 @@ class PromptTemplate:
             ) from None
         except jinja2.TemplateError as e:
             raise InputError(f"{self.origin}: the {self.stage} template failed to render: {e}") from None
+        except (TypeError, ValueError, ArithmeticError, LookupError, AttributeError) as e:
+            # An expression the template evaluates (``{{ idea.title / 2 }}``) fails the same way.
+            raise InputError(
+                f"{self.origin}: the {self.stage} template failed to render: {type(e).__name__}: {e}"
+            ) from None
 
 
 def _compile(stage: str, source: str, origin: str) -> PromptTemplate:
@@ -80,23 +88,30 @@ def _compile(stage: str, source: str, origin: str) -> PromptTemplate:
     return PromptTemplate(stage, source, origin, sha256_hex(source)[:16], tmpl)
 
 
+PRESETS: tuple[str, ...] = ("default", "small")
+
+
 @lru_cache(maxsize=None)
-def _builtin(stage: str) -> PromptTemplate:
-    source = resources.files(__name__).joinpath(f"{stage}.j2").read_text(encoding="utf-8")
-    return _compile(stage, source, f"specc/prompts/{stage}.j2")
+def _builtin(stage: str, preset: str) -> PromptTemplate:
+    rel = f"{stage}.j2" if preset == "default" else f"{preset}/{stage}.j2"
+    source = resources.files(__name__).joinpath(rel).read_text(encoding="utf-8")
+    return _compile(stage, source, f"specc/prompts/{rel}")
 
 
-def builtin_template(stage: str) -> PromptTemplate:
+def builtin_template(stage: str, preset: str = "default") -> PromptTemplate:
     if stage not in STAGES and stage not in EVAL_STAGES:
         raise ValueError(f"unknown stage {stage!r}")
-    return _builtin(stage)
+    if preset not in PRESETS:
+        raise ValueError(f"unknown prompt preset {preset!r}")
+    # The eval stages have one prompt set: the suite and the grading do not depend on the generator's size.
+    return _builtin(stage, "default" if stage in EVAL_STAGES else preset)
 
 
-def load_template(stage: str, spec=None) -> PromptTemplate:
-    """The template for ``stage``: ``spec.templates.<stage>`` if set, else the built-in one."""
+def load_template(stage: str, spec=None, preset: str = "default") -> PromptTemplate:
+    """The template for ``stage``: ``spec.templates.<stage>`` if set, else the ``preset``'s built-in one."""
     override = getattr(spec.templates, stage, None) if spec is not None else None
     if not override:
-        return builtin_template(stage)
+        return builtin_template(stage, preset)
     path: Path = spec.resolve(override)
     try:
         source = path.read_text(encoding="utf-8")
@@ -105,5 +120,5 @@ def load_template(stage: str, spec=None) -> PromptTemplate:
     return _compile(stage, source, str(path))
 
 
-def load_templates(spec=None, stages: tuple[str, ...] = STAGES) -> dict[str, PromptTemplate]:
-    return {stage: load_template(stage, spec) for stage in stages}
+def load_templates(spec=None, preset: str = "default", stages: tuple[str, ...] = STAGES) -> dict[str, PromptTemplate]:
+    return {stage: load_template(stage, spec, preset) for stage in stages}

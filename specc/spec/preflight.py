@@ -3,7 +3,8 @@
 The schema cannot see files and code: the eval files named for decontamination, the
 tokenizer, the prompt templates. These checks run the same code a build runs (the eval
 file reader, the sizing, and one task of every stage rendered through the real stage
-code with no LLM), so validate and build cannot disagree.
+code with no LLM), so validate and build cannot disagree. ``warnings`` lists what a build
+would run but do badly: settings the spec's model cannot handle (``specc.spec.advice``).
 """
 
 from __future__ import annotations
@@ -42,6 +43,14 @@ def preflight(spec: Spec) -> list[SpecIssue]:
         loc = _culprit(spec, str(e))
         issues.append(issue_at(spec, loc, _without_prefix(str(e), loc)))
     return issues
+
+
+def warnings(spec: Spec) -> list[str]:
+    """Settings a build of ``spec`` would run with but its model cannot handle, each with its fix."""
+    from specc.spec.advice import warnings as advise
+    from specc.stages import llm_id
+
+    return advise(spec, llm_id(spec))
 
 
 def _without_prefix(message: str, loc: Loc) -> str:

@@ -179,7 +179,11 @@ class Demonstrations(Model):
         description="Scenarios asked for in one call (per facet and kind): a batch size, not a ceiling. The "
         "budget decides how many calls run; each kept scenario gets a reply.",
     )
-    judge: bool = Field(True, description="Grade each demonstration; failing ones are dropped.")
+    judge: bool | None = Field(
+        None,
+        description="Grade each demonstration; failing ones are dropped. Unset: on, except when the generator is "
+        "the embedded model, which cannot grade.",
+    )
     system_prompt_share: float = Field(0.3, ge=0, le=1, description="Share of scenarios with an operator prompt.")
     max_tokens: int = Field(700, ge=32)
     seed_with_examples: bool = Field(True, description="Show non-holdout examples to the scenario writer.")
@@ -310,16 +314,34 @@ class Output(Model):
     hub: Hub = Field(default_factory=Hub)
 
 
-class Templates(Model):
-    """Per-stage Jinja2 template overrides, paths relative to the spec."""
+Preset = Literal["default", "small"]
 
-    facets: str | None = None
-    doctypes: str | None = None
-    ideas: str | None = None
-    document: str | None = None
-    scenarios: str | None = None
-    reply: str | None = None
-    judge: str | None = None
+
+class Templates(Model):
+    """Prompt templates: a built-in set, and per-stage Jinja2 overrides (paths relative to the spec).
+
+    `templates: small` is short for `templates: {preset: small}`.
+    """
+
+    preset: Preset | None = Field(
+        None,
+        description="The built-in prompt set: `default` for capable models, `small` for the embedded SmolLM2-135M "
+        "(short single-instruction prompts). Unset: `small` when the generator is the embedded model, else `default`.",
+    )
+    facets: str | None = Field(None, description="A template file replacing the preset's `facets` prompt.")
+    doctypes: str | None = Field(None, description="A template file replacing the preset's `doctypes` prompt.")
+    ideas: str | None = Field(None, description="A template file replacing the preset's `ideas` prompt.")
+    document: str | None = Field(None, description="A template file replacing the preset's `document` prompt.")
+    scenarios: str | None = Field(None, description="A template file replacing the preset's `scenarios` prompt.")
+    reply: str | None = Field(None, description="A template file replacing the preset's `reply` prompt.")
+    judge: str | None = Field(None, description="A template file replacing the preset's `judge` prompt.")
+
+
+def _templates_or_preset(schema: dict) -> None:
+    """The JSON Schema of ``templates``: the Templates object, or a preset name as shorthand."""
+    ref = schema.pop("$ref", None)
+    if ref:
+        schema["anyOf"] = [{"$ref": ref}, {"type": "string", "enum": list(Preset.__args__)}]
 
 
 class Spec(Model):
@@ -337,7 +359,16 @@ class Spec(Model):
     corpus: Corpus = Field(default_factory=Corpus, description="What to build from the principles.")
     generator: Generator = Field(default_factory=Generator, description="The LLM that writes the corpus.")
     output: Output = Field(default_factory=Output, description="Where and how the dataset is written.")
-    templates: Templates = Field(default_factory=Templates, description="Prompt template overrides per stage.")
+    templates: Templates = Field(
+        default_factory=Templates,
+        description="The prompt set (`default` or `small`) and per-stage template overrides.",
+        json_schema_extra=_templates_or_preset,
+    )
+
+    @field_validator("templates", mode="before")
+    @classmethod
+    def _preset_shorthand(cls, v):
+        return {"preset": v} if isinstance(v, str) else v
 
     # Set by the loader: the file it came from. Relative paths in the spec resolve against its folder.
     _source: Path | None = PrivateAttr(None)

@@ -53,6 +53,20 @@ def format_example(e) -> str:
     return "-" + "\n".join(parts)[1:]
 
 
+def spec_content(*principles: Principle | None) -> list[str]:
+    """The spec's own words about ``principles``: what a record may quote without echoing its prompt."""
+    out: list[str] = []
+    for p in principles:
+        if p is None:
+            continue
+        out += [p.title, p.statement, p.rationale, *p.subrules]
+        for e in p.examples:
+            if not e.holdout:
+                out += [e.system or "", *(content for _, content in e.conversation), e.good or "",
+                        e.acceptable or "", e.bad or "", e.note]
+    return out
+
+
 def format_spec(spec: Spec) -> str:
     """The whole spec as prompt text, for ``corpus.context: spec``."""
     head = f"Assistant: {spec.assistant.name}" + (f", developed by {spec.assistant.developer}" if spec.assistant.developer else "")
@@ -73,4 +87,4 @@ from specc.stages.context import Context, max_tokens_for  # noqa: E402
 from specc.stages.pipeline import Pipeline  # noqa: E402
 
 __all__ = ["Context", "Pipeline", "format_example", "format_principle", "format_spec", "llm_id", "max_tokens_for",
-           "partner_of"]
+           "partner_of", "spec_content"]

@@ -32,6 +32,7 @@ In = TypeVar("In", bound=BaseModel)
 Out = TypeVar("Out")
 
 JSON_AGAIN = "Answer again with only the JSON object described above."
+LIST_AGAIN = "Write only the numbered list asked for above, one item per line."
 
 
 class Input(BaseModel):
@@ -60,6 +61,16 @@ def retry_longer(task: Task) -> Task | None:
     return replace(task, params=params, retries=task.retries + ("length",))
 
 
+def prompt_of(task: Task) -> list[str]:
+    """The texts of the task's own prompt: its messages before any answer a retry shows the model."""
+    out = []
+    for m in task.messages:
+        if m["role"] == "assistant":
+            break
+        out.append(m["content"])
+    return out
+
+
 def stub_words(seed: str, n: int) -> str:
     """``n`` pseudo-words derived from ``seed``: distinct per seed, so stub answers never look like repeats."""
     out: list[str] = []
@@ -77,6 +88,7 @@ class Stage(Generic[In, Out]):
     drop_prefix: ClassVar[str] = ""  # drop reasons are "<prefix>:<reason>"; default: the stage name
     json_mode: ClassVar[bool] = False
     retry_instruction: ClassVar[str] = JSON_AGAIN
+    lists: ClassVar[bool] = False  # the answer is a list (facets, document types, ideas, scenarios)
 
     def render(self, ctx: Context, p: Principle, inp: In) -> Task:
         raise NotImplementedError
@@ -93,11 +105,17 @@ class Stage(Generic[In, Out]):
     def retry(self, ctx: Context, task: Task, gen: Generation, failure: ParseFailure) -> Task | None:
         """After an unusable answer: once with more room if it was cut off, once with the error shown."""
         longer = retry_longer(task) if gen.finish_reason == "length" or failure.reason == "truncated" else None
-        return longer or retry_with_error(task, gen.text, failure, self.retry_instruction)
+        if longer is not None:
+            return longer
+        if self.lists and ctx.preset == "small":
+            # The small prompts ask for a numbered list: a JSON schema in the retry only confuses a tiny model.
+            return retry_with_error(task, gen.text, ParseFailure(failure.reason, "it was not a numbered list"),
+                                    LIST_AGAIN)
+        return retry_with_error(task, gen.text, failure, self.retry_instruction)
 
     def give_up(self, pipe: Pipeline, task: Task, reason: str, text: str = "") -> list[Task]:
         """The task yields nothing: count why; stages with a gate or a reviewable row override this."""
-        pipe.drop(reason, pid=task.principle_id)
+        pipe.drop(reason, task=task)
         return []
 
     def reason(self, why: str) -> str:

@@ -39,20 +39,28 @@ class Context:
     templates: dict[str, PromptTemplate]
     tokenizer: Tokenizer
     spec_text: str = ""
+    preset: str = "default"  # the built-in prompt set in use (``specc.spec.advice.preset_for``)
+    judge: bool = True  # whether demonstrations are judged (``specc.spec.advice.judge_for``)
+    # Prompt pieces shared by the records' briefs (specc.curate.scaffold.brief_pieces), stored once per build.
+    pieces: dict[str, str] = field(default_factory=dict, repr=False)
     _sizing: dict | None = field(default=None, repr=False)
     _principles: dict[str, Principle] = field(default_factory=dict, repr=False)
     _bases: dict[tuple[str, bool], dict] = field(default_factory=dict, repr=False)
 
     @classmethod
     def create(cls, spec: Spec, model: str) -> Context:
+        from specc.spec.advice import judge_for, preset_for
         from specc.stages import format_spec
 
+        preset = preset_for(spec, model)
         return cls(
             spec=spec,
             model=model,
-            templates=load_templates(spec),
+            templates=load_templates(spec, preset),
             tokenizer=get_tokenizer(spec.corpus.budget.tokenizer, spec.base_dir),
             spec_text=format_spec(spec) if spec.corpus.context == "spec" else "",
+            preset=preset,
+            judge=judge_for(spec, model),
             _principles={p.id: p for p in spec.principles},
         )
 

@@ -28,6 +28,7 @@ class DocTypesResult(BaseModel):
 class DocTypesStage(Stage[DocTypesInput, DocTypesResult]):
     name = "doctypes"
     json_mode = True
+    lists = True
 
     def render(self, ctx: Context, p: Principle, inp: DocTypesInput) -> Task:
         docs = ctx.spec.corpus.documents
@@ -44,11 +45,11 @@ class DocTypesStage(Stage[DocTypesInput, DocTypesResult]):
         return DocTypesResult(types=[t.name for t in types], invalid=invalid)
 
     def children(self, pipe, task: Task, result: DocTypesResult) -> list[Task]:
-        pipe.drop("doctypes:invalid", result.invalid, pid=task.principle_id)
+        pipe.drop("doctypes:invalid", result.invalid, task=task)
         return pipe.types_resolved(task, result.types)
 
     def give_up(self, pipe, task: Task, reason: str, text: str = "") -> list[Task]:
-        pipe.drop(reason, pid=task.principle_id)
+        pipe.drop(reason, task=task)
         return pipe.types_resolved(task, None)
 
     def stub(self, ctx: Context, task: Task) -> str:

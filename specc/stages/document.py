@@ -8,7 +8,7 @@ from specc.generate.base import Generation
 from specc.plan.sizing import LENGTHS, WORDS_SHARE
 from specc.records import Record, Task, sha256_hex
 from specc.spec.schema import Principle
-from specc.stages.base import Input, Stage, retry_longer, retry_with_error, stub_words
+from specc.stages.base import Input, Stage, prompt_of, retry_longer, retry_with_error, stub_words
 from specc.stages.context import Context, max_tokens_for
 from specc.stages.items import Facet
 from specc.stages.parsing import Idea, parse_document
@@ -67,10 +67,13 @@ class DocumentStage(Stage[DocumentInput, DocumentResult]):
                        "target_words": target_words, "parent_key": inp.parent_key}
 
     def children(self, pipe, task: Task, result: DocumentResult) -> list[Task]:
-        ctx = pipe.ctx
+        ctx, inp = pipe.ctx, task.input
+        # The document may quote its principle, facet and idea, never the rest of its prompt.
+        brief = pipe.brief(prompt_of(task), (ctx.principle(task.principle_id),),
+                           [inp.facet.text, *inp.idea.model_dump().values()])
         # Tokens are counted in curation, in batches; the plan's walk never needs them.
-        pipe.add(Record(kind="document", principle_id=task.principle_id, text=result.text, genre=task.input.doctype,
-                        facet=task.input.facet.id, meta=self._meta(ctx, task, result.finish_reason)))
+        pipe.add(Record(kind="document", principle_id=task.principle_id, text=result.text, genre=inp.doctype,
+                        facet=inp.facet.id, meta=self._meta(ctx, task, result.finish_reason), brief=brief))
         return []
 
     def give_up(self, pipe, task: Task, reason: str, text: str = "") -> list[Task]:
@@ -78,7 +81,7 @@ class DocumentStage(Stage[DocumentInput, DocumentResult]):
         row = Record(kind="document", principle_id=task.principle_id, text=text, genre=inp.doctype,
                      facet=inp.facet.id, meta=self._meta(pipe.ctx, task, None),
                      id=sha256_hex(["document", task.key, reason])[:32])
-        pipe.drop(reason, pid=task.principle_id, row=row)
+        pipe.drop(reason, task=task, row=row)
         return []
 
     def stub(self, ctx: Context, task: Task) -> str:

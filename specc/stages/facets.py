@@ -41,6 +41,7 @@ class FacetsResult(BaseModel):
 class FacetsStage(Stage[FacetsInput, FacetsResult]):
     name = "facets"
     json_mode = True
+    lists = True
 
     def render(self, ctx: Context, p: Principle, inp: FacetsInput) -> Task:
         n = ctx.spec.corpus.facets.per_call
@@ -55,11 +56,11 @@ class FacetsStage(Stage[FacetsInput, FacetsResult]):
         return FacetsResult(facets=facets, invalid=invalid)
 
     def children(self, pipe, task: Task, result: FacetsResult) -> list[Task]:
-        pipe.drop("facets:invalid", result.invalid, pid=task.principle_id)
+        pipe.drop("facets:invalid", result.invalid, task=task)
         return pipe.facets_resolved(task, result.facets)
 
     def give_up(self, pipe, task: Task, reason: str, text: str = "") -> list[Task]:
-        pipe.drop(reason, pid=task.principle_id)
+        pipe.drop(reason, task=task)
         return pipe.facets_resolved(task, None)
 
     def stub(self, ctx: Context, task: Task) -> str:

@@ -31,6 +31,7 @@ class IdeasResult(BaseModel):
 class IdeasStage(Stage[IdeasInput, IdeasResult]):
     name = "ideas"
     json_mode = True
+    lists = True
 
     def render(self, ctx: Context, p: Principle, inp: IdeasInput) -> Task:
         """The prompt asks for ``ideas_per_genre`` ideas whatever the budget: the budget only picks how many calls run."""
@@ -48,11 +49,11 @@ class IdeasStage(Stage[IdeasInput, IdeasResult]):
         return IdeasResult(ideas=ideas, invalid=invalid)
 
     def children(self, pipe, task: Task, result: IdeasResult) -> list[Task]:
-        pipe.drop("ideas:invalid", result.invalid, pid=task.principle_id)
+        pipe.drop("ideas:invalid", result.invalid, task=task)
         return pipe.ideas_resolved(task, result.ideas)
 
     def give_up(self, pipe, task: Task, reason: str, text: str = "") -> list[Task]:
-        pipe.drop(reason, pid=task.principle_id)
+        pipe.drop(reason, task=task)
         return pipe.ideas_resolved(task, None)
 
     def stub(self, ctx: Context, task: Task) -> str:

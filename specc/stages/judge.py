@@ -12,8 +12,9 @@ from specc.spec.schema import Principle
 from specc.stages.base import Input, Stage
 from specc.stages.context import Context, max_tokens_for
 from specc.stages.items import Facet
-from specc.stages.parsing import Scenario, parse_verdict
+from specc.stages.parsing import Scenario
 from specc.stages.reply import demo_meta, demo_record
+from specc.stages.verdict import parse_verdict
 
 
 class JudgeInput(Input):
@@ -28,6 +29,7 @@ class JudgeInput(Input):
     reply_template_hash: str
     finish_reason: str = "stop"
     parent_key: str = ""
+    brief: tuple[str, ...] = ()  # the reply prompt's own lines, for the record (Record.brief)
 
 
 class JudgeResult(BaseModel):
@@ -69,14 +71,14 @@ class JudgeStage(Stage[JudgeInput, JudgeResult]):
                   "template_hash": task.template_hash}
         if result.verdict != "pass":
             row = self._row(pipe, task, judged, id=sha256_hex(["judge", task.key])[:32])
-            pipe.drop("judge:fail", pid=task.principle_id, row=row)
+            pipe.drop("judge:fail", task=task, row=row)
             return []
-        pipe.add(self._row(pipe, task, judged))
+        pipe.add(self._row(pipe, task, judged, brief=task.input.brief))
         return []
 
     def give_up(self, pipe, task: Task, reason: str, text: str = "") -> list[Task]:
         judged = {"verdict": None, "reason": text.strip()[:500], "task_key": task.key, "template_hash": task.template_hash}
-        pipe.drop(reason, pid=task.principle_id, row=self._row(pipe, task, judged, id=sha256_hex(["judge", task.key, reason])[:32]))
+        pipe.drop(reason, task=task, row=self._row(pipe, task, judged, id=sha256_hex(["judge", task.key, reason])[:32]))
         return []
 
     def stub(self, ctx: Context, task: Task) -> str:

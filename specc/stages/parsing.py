@@ -110,6 +110,12 @@ def bullet_blocks(text: str) -> list[list[str]]:
     return blocks
 
 
+# The prompt's framing written before a question: 'A user could ask: "..."', "Question 2: ...".
+_ASKER = re.compile(
+    r"^(?:an? )?(?:user|customer|person|someone|question)(?: \d+)?(?: (?:could|might|would|may|can) ask| asks)?"
+    r"\s*[:\-–—]\s*",
+    re.I,
+)
 _CHATTER = re.compile(r"^(i|i'm|i am|i'll|sorry|sure|okay|ok|here|certainly|of course)\b", re.I)
 
 
@@ -238,6 +244,14 @@ class Turn(BaseModel):
     role: Literal["user", "assistant"]
     content: str = Field(min_length=1)
 
+    @field_validator("content")
+    @classmethod
+    def _words(cls, v: str) -> str:
+        # A bare list number ("2.") left by a small model's nested list is not something a user says.
+        if not any(ch.isalpha() for ch in v):
+            raise ValueError("a turn with no words")
+        return v
+
 
 class Scenario(BaseModel):
     """A conversation up to the user's last turn, with an optional operator system prompt."""
@@ -308,7 +322,12 @@ def parse_scenarios(text: str, kind: str) -> tuple[list[Scenario], bool, int]:
         items = []
         for block in bullet_blocks(text) or plain_lines(text, max_words=60, question=True):
             f = _labelled(block)
-            user = f.get("user") or " ".join(b for b in block if not _LABEL.match(b)).strip().strip('"“”')
+            lines = [b for b in block if not _LABEL.match(b)]
+            # A question on the item's first line is the item; what follows it is the model's answer or noise.
+            if lines and lines[0].rstrip('"“” ').endswith("?"):
+                lines = lines[:1]
+            user = f.get("user") or " ".join(lines).strip().strip('"“”')
+            user = _ASKER.sub("", user).strip().strip('"“”')
             items.append({"system": f.get("system") or f.get("operator"), "user": user})
     scenarios, bad = _validate_items(items, Scenario)
     if kind == "multi_turn":
@@ -376,50 +395,3 @@ def parse_reply(text: str, finish_reason: str = "stop", name: str = "") -> str:
     if not body:
         raise ParseFailure("empty", "the reply was empty")
     return body
-
-
-# ---------------------------------------------------------------- judge
-
-class Verdict(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    verdict: Literal["pass", "fail"]
-    reason: str = ""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _coerce(cls, v: Any) -> Any:
-        if not isinstance(v, dict):
-            return v
-        d = {str(k).lower(): x for k, x in v.items()}
-        raw = d.get("verdict", d.get("result", d.get("grade")))
-        if isinstance(raw, bool):
-            raw = "pass" if raw else "fail"
-        word = str(raw).strip().lower()
-        word = {"passed": "pass", "yes": "pass", "ok": "pass", "failed": "fail", "no": "fail"}.get(word, word)
-        return {"verdict": word, "reason": _text(d.get("reason") or d.get("explanation") or d.get("rationale"))}
-
-
-_VERDICT_WORD = re.compile(r"verdict\W{0,6}(pass|fail)", re.I)
-_BARE = re.compile(r"\b(PASS|FAIL)(?:ED|ES)?\b")
-
-
-def parse_verdict(text: str) -> Verdict:
-    """The judge's verdict from JSON, a "Verdict: PASS" line, or one unambiguous PASS/FAIL word."""
-    if not text.strip():
-        raise ParseFailure("empty", "the answer was empty")
-
-    def ok(v: Any) -> bool:
-        return isinstance(v, dict) and any(str(k).lower() in ("verdict", "result", "grade") for k in v)
-
-    try:
-        value, _ = find_json(text, ok)
-        return Verdict.model_validate(value)
-    except (ParseFailure, ValidationError):
-        pass
-    found = {m.lower() for m in _VERDICT_WORD.findall(text)}
-    if len(found) != 1:
-        found = {m.lower() for m in _BARE.findall(text)}
-    if len(found) == 1:
-        return Verdict(verdict=found.pop(), reason=text.strip()[:500])
-    raise ParseFailure("unparseable", 'expected {"verdict": "pass" or "fail", "reason": "..."}')

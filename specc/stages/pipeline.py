@@ -33,6 +33,9 @@ from specc.stages.items import Facet, NearSet, given_facets
 from specc.stages.parsing import ParseFailure, normalise
 
 STAGE_NAMES = ("facets", "doctypes", "ideas", "document", "scenarios", "reply", "judge")
+# The kind of record a stage's losses cost; facets serve both kinds, so their losses are no one quota's.
+STAGE_KIND = {"doctypes": "document", "ideas": "document", "document": "document", "scenarios": "demonstration",
+              "reply": "demonstration", "judge": "demonstration"}
 
 
 def all_stages() -> dict:
@@ -54,9 +57,16 @@ class Pipeline:
     dropped: list[tuple[Record, str]] = field(default_factory=list)  # (row, "step:reason") for OUT/dropped/
     drops: Counter = field(default_factory=Counter)
     drops_by_principle: dict[str, Counter] = field(default_factory=dict)
+    drops_by_slot: dict[tuple[str, str], Counter] = field(default_factory=dict)  # (principle, kind) -> reasons
+    # Answers per (principle, stage), retries not counted: the "of N" when a build falls short.
+    answers: Counter = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
     counts: Counter = field(default_factory=Counter)  # facets, doctypes, ideas, scenarios used
     states: dict[str, PrincipleState] = field(default_factory=dict)
+    # Records carry their prompt's own lines for the echo check (Record.brief); the walk of plan and
+    # diff never curates, so it leaves them out.
+    briefs: bool = True
+    _known: dict[tuple[str, ...], str] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.stages = all_stages()
@@ -66,6 +76,8 @@ class Pipeline:
     # -- the engine's callbacks ---------------------------------------------------------
     def on_result(self, task: Task, gen: Generation) -> list[Task]:
         stage = self.stages[task.stage]
+        if not task.retries:
+            self.answers[(task.principle_id, task.stage)] += 1
         try:
             try:
                 result = stage.parse(self.ctx, task, gen)
@@ -76,7 +88,7 @@ class Pipeline:
                 return stage.give_up(self, task, stage.reason(f.reason), gen.text)
             return stage.children(self, task, result)
         except ParseFailure as e:  # an answer no parser expected: a model-output problem, counted
-            self.drop(f"internal:{task.stage}_unusable", pid=task.principle_id)
+            self.drop(f"internal:{task.stage}_unusable", task=task)
             if len(self.errors) < 20:
                 self.errors.append(f"{task.stage} {task.key[:12]}: {e}")
             return []
@@ -94,16 +106,38 @@ class Pipeline:
         """A task the engine gave up on: dropped, and whatever waited on it goes on without it."""
         return self.stages[task.stage].give_up(self, task, f"generate:{task.stage}_failed")
 
-    def drop(self, reason: str, n: int = 1, *, pid: str | None = None, row: Record | None = None) -> None:
-        if n:
-            self.drops[reason] += n
-            if pid:
-                self.drops_by_principle.setdefault(pid, Counter())[reason] += n
-            if row is not None:
-                self.dropped.append((row, reason))
+    def drop(self, reason: str, n: int = 1, *, pid: str | None = None, task: Task | None = None,
+             row: Record | None = None, kind: str | None = None) -> None:
+        """Count ``n`` drops for ``reason``: by principle, and by principle × kind when the kind is known
+        (given, or the task's stage's, or the row's); keep ``row`` for ``OUT/dropped/``."""
+        if not n:
+            return
+        pid = pid or (task.principle_id if task is not None else None)
+        self.drops[reason] += n
+        if pid:
+            self.drops_by_principle.setdefault(pid, Counter())[reason] += n
+            kind = kind or (STAGE_KIND.get(task.stage) if task is not None else None) or (row.kind if row else None)
+            if kind:
+                self.drops_by_slot.setdefault((pid, kind), Counter())[reason] += n
+        if row is not None:
+            self.dropped.append((row, reason))
 
     def add(self, record: Record) -> None:
         self.records.append(record)
+
+    def brief(self, prompt: list[str], principles: tuple[Principle | None, ...], about: list[str]) -> tuple[str, ...]:
+        """The prompt's own lines and sentences for ``Record.brief``, minus any that quote the spec's words
+        about ``principles`` or what the record is ``about`` (its facet, idea or scenario)."""
+        if not self.briefs:
+            return ()
+        from specc.curate.scaffold import brief_pieces, flat_text
+        from specc.stages import spec_content
+
+        ids = tuple(p.id for p in principles if p is not None)
+        known = self._known.get(ids)
+        if known is None:
+            known = self._known[ids] = flat_text(spec_content(*principles) + [self.ctx.spec_text])
+        return brief_pieces(prompt, about, self.ctx.pieces, known)
 
     def sorted_records(self) -> list[Record]:
         """Records in a stable order, whatever order the tasks finished in."""
@@ -287,7 +321,7 @@ class Pipeline:
                     break
                 key = _type_key(name)
                 if key in seen:
-                    self.drop("doctypes:duplicate", pid=pid)
+                    self.drop("doctypes:duplicate", pid=pid, kind="document")
                     continue
                 seen.add(key)
                 extra.append(name)

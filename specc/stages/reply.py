@@ -7,7 +7,7 @@ from pydantic import BaseModel
 from specc.generate.base import Generation, Message
 from specc.records import Record, Task, sha256_hex
 from specc.spec.schema import Principle
-from specc.stages.base import Input, Stage, retry_longer, retry_with_error, stub_words
+from specc.stages.base import Input, Stage, prompt_of, retry_longer, retry_with_error, stub_words
 from specc.stages.context import Context, max_tokens_for
 from specc.stages.items import Facet
 from specc.stages.parsing import Scenario, parse_reply
@@ -68,17 +68,22 @@ class ReplyStage(Stage[ReplyInput, ReplyResult]):
 
     def children(self, pipe, task: Task, result: ReplyResult) -> list[Task]:
         ctx, inp = pipe.ctx, task.input
-        if ctx.spec.corpus.demonstrations.judge:
+        p = ctx.principle(task.principle_id)
+        # The teacher's system prompt is the reply's brief (the user's turns are the record itself); the
+        # reply may quote the principles it follows, its facet and the operator's prompt.
+        partner, _ = pair(ctx, p, inp.kind)
+        brief = pipe.brief(prompt_of(task)[:1], (p, partner), [inp.facet.text, inp.scenario.system or ""])
+        if ctx.judge:
             from specc.stages.judge import JudgeInput
 
             judge = JudgeInput(round=inp.round, facet=inp.facet, kind=inp.kind, scenario=inp.scenario,
                                reply=result.text, reply_key=task.key, reply_template_hash=task.template_hash,
-                               finish_reason=result.finish_reason, parent_key=inp.parent_key)
-            return [pipe.stages["judge"].render(ctx, ctx.principle(task.principle_id), judge)]
+                               finish_reason=result.finish_reason, parent_key=inp.parent_key, brief=brief)
+            return [pipe.stages["judge"].render(ctx, p, judge)]
         messages = inp.scenario.messages() + [{"role": "assistant", "content": result.text}]
         meta = demo_meta(ctx, task.principle_id, inp, task_key=task.key, template_hash=task.template_hash,
                          finish_reason=result.finish_reason)
-        pipe.add(demo_record(ctx, task.principle_id, inp, messages, meta))
+        pipe.add(demo_record(ctx, task.principle_id, inp, messages, meta, brief=brief))
         return []
 
     def give_up(self, pipe, task: Task, reason: str, text: str = "") -> list[Task]:
@@ -88,7 +93,7 @@ class ReplyStage(Stage[ReplyInput, ReplyResult]):
                          finish_reason=None)
         row = demo_record(pipe.ctx, task.principle_id, inp, messages, meta,
                           id=sha256_hex(["reply", task.key, reason])[:32])
-        pipe.drop(reason, pid=task.principle_id, row=row)
+        pipe.drop(reason, task=task, row=row)
         return []
 
     def stub(self, ctx: Context, task: Task) -> str:

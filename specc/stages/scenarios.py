@@ -64,6 +64,7 @@ class ScenariosResult(BaseModel):
 class ScenariosStage(Stage[ScenariosInput, ScenariosResult]):
     name = "scenarios"
     json_mode = True
+    lists = True
 
     def render(self, ctx: Context, p: Principle, inp: ScenariosInput) -> Task:
         """The prompt asks for ``per_kind`` scenarios whatever the budget: the budget only picks how many calls run."""
@@ -85,11 +86,11 @@ class ScenariosStage(Stage[ScenariosInput, ScenariosResult]):
         return ScenariosResult(scenarios=scenarios, invalid=invalid)
 
     def children(self, pipe, task: Task, result: ScenariosResult) -> list[Task]:
-        pipe.drop("scenarios:invalid", result.invalid, pid=task.principle_id)
+        pipe.drop("scenarios:invalid", result.invalid, task=task)
         return pipe.scenarios_resolved(task, result.scenarios)
 
     def give_up(self, pipe, task: Task, reason: str, text: str = "") -> list[Task]:
-        pipe.drop(reason, pid=task.principle_id)
+        pipe.drop(reason, task=task)
         return pipe.scenarios_resolved(task, None)
 
     def stub(self, ctx: Context, task: Task) -> str:
