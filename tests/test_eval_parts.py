@@ -109,6 +109,8 @@ def test_every_eval_stage_parses_its_own_stub_and_renders_its_marker():
 
 def test_the_embedded_model_writes_or_grades_only_when_named(tmp_path):
     spec = make_spec(2)
+    spec = spec.model_copy(update={"generator": spec.generator.model_copy(update={"provider": "local",
+                                                                                  "model": "smollm2-135m"})})
     built_locally = Corpus(tmp_path, {"llm": {"provider": "local", "model": "smollm2-135m"}})
     with pytest.raises(InputError, match="too small to write"):
         writer_ref(spec, built_locally, None, None, None)
