@@ -201,6 +201,7 @@ def _build_locked(spec: Spec, out_dir: Path, *, cache_path, provider, model, bas
     from specc.generate.cache import Cache
     from specc.generate.executor import batch_info, make_executor, refuse_local_batches
     from specc.generate.factory import make_llm
+    from specc.generate.openai import OPENAI_URL, public_url
     from specc.generate.progress import Progress
     from specc.spec.advice import embedded
     from specc.stages import Context, Pipeline
@@ -273,8 +274,12 @@ def _build_locked(spec: Spec, out_dir: Path, *, cache_path, provider, model, bas
             acc = by_principle.setdefault(pid, Counter())
             acc.update(c)
     gen_model = model or spec.generator.model
+    gen_provider = provider or spec.generator.provider
     build_info = {
-        "llm": {"provider": provider or spec.generator.provider, "model": gen_model, "id": llm.id,
+        # The endpoint without credentials or query: `specc eval` writes its suite with the same model.
+        "llm": {"provider": gen_provider, "model": gen_model, "id": llm.id,
+                "base_url": public_url(base_url or spec.generator.base_url or OPENAI_URL) if gen_provider == "openai"
+                else None,
                 **{k: totals.get(k, 0) for k in ("calls", "cached", "failed", "input_tokens", "output_tokens")},
                 "cost_usd": round(totals.get("cost_usd", 0.0), 6),
                 "saved_usd": round(totals.get("saved_usd", 0.0), 6),
