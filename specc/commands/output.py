@@ -12,6 +12,7 @@ from rich.text import Text
 
 from specc.cli import command, console
 from specc.errors import InputError
+from specc.tables import section_tables
 from specc.tables import table as _tbl
 
 OUT_ARG = typer.Argument(..., help="An output directory written by `specc build`.")
@@ -90,10 +91,11 @@ def stats_cmd(out: Path = OUT_ARG) -> None:
     if m["dropped"]:
         console.print(_tbl("Dropped", ["step:reason", "records"], list(m["dropped"].items())))
     if m["llm"]:
-        console.print(_tbl("LLM", ["", "value"], list(m["llm"].items())))
+        for t in section_tables("LLM", m["llm"]):
+            console.print(t)
     console.print(
         _tbl("Shards", ["path", "rows", "bytes", "sha256"],
-               [[s["path"], s["rows"], s["bytes"], s["sha256"][:16]] for s in m["shards"]])
+               [[s["path"], s["rows"], s["bytes"], s["sha256"][:16]] for s in m["shards"]], keep_first=False)
     )
 
 
