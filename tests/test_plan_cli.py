@@ -1,0 +1,96 @@
+"""`specc plan` as a user reads it: whole principle ids at 80 columns."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "stages"))
+
+from stagekit import principle, spec_dict, write_spec  # noqa: E402
+from typer.testing import CliRunner  # noqa: E402
+
+from specc.cli import app  # noqa: E402
+
+runner = CliRunner()
+LONG = "no-medical-diagnosis-without-a-referral-"  # 40 characters
+assert len(LONG) == 40
+
+
+def long_ids(tmp_path: Path, **generator) -> Path:
+    d = spec_dict(2, budget={"tokens": 6000})
+    d["principles"] = [principle(0, id=LONG), principle(1, id="be-brief")]
+    d["generator"] = {**d["generator"], **generator}
+    return write_spec(tmp_path / "spec.yaml", d)
+
+
+def plan(*args: str, columns: int = 80) -> subprocess.CompletedProcess:
+    """`specc plan` in a subprocess, as a terminal of ``columns`` runs it."""
+    env = {**os.environ, "COLUMNS": str(columns)}
+    return subprocess.run([sys.executable, "-m", "specc", "plan", *args], capture_output=True, text=True, env=env,
+                          timeout=120)
+
+
+def test_plan_keeps_a_40_character_principle_id_whole_at_80_columns(tmp_path):
+    path = long_ids(tmp_path)
+    numbers = json.loads(plan(str(path), "--json").stdout)["principles"]
+    res = plan(str(path))
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert "…" not in res.stdout
+    # the per-principle numbers, every one whole, under each whole id (the table would need more than 80 columns)
+    block = lines[lines.index(next(line for line in lines if line.startswith("Per principle"))):]
+    assert "--wide" in block[0]
+    for pid in (LONG, "be-brief"):
+        at = block.index(f" {pid}")
+        r = numbers[pid]
+        assert block[at + 1].startswith(f"   facets          {r['facets']}")
+        assert block[at + 1].endswith(f", {r['doc_types']} document types")
+        assert block[at + 2] == (f"   documents       {r['documents']:,} from {r['ideas_calls']:,} ideas calls; "
+                                 f"{r['expected_document_tokens']:,} tokens for a quota of "
+                                 f"{r['quota_document_tokens']:,}")
+        assert block[at + 3].startswith(f"   demonstrations  {r['demonstrations']:,} from {r['scenario_calls']:,} "
+                                        "scenario calls; ")
+        assert all(len(line) <= 80 for line in block[at:at + 4])
+
+    # --wide: the table, one line per principle however wide; a wide terminal gets it without asking
+    for res in (plan(str(path), "--wide"), plan(str(path), columns=200)):
+        assert res.returncode == 0, res.stderr
+        row = next(line for line in res.stdout.splitlines() if line.startswith(f" {LONG} │"))
+        r = numbers[LONG]
+        cells = [c.strip() for c in row.split("│")]
+        assert cells[4:6] == [str(r["documents"]), f"{r['expected_document_tokens']:,} / {r['quota_document_tokens']:,}"]
+        assert "…" not in res.stdout
+
+
+def test_a_plan_table_that_fits_once_its_headers_wrap_breaks_no_number(tmp_path):
+    d = spec_dict(1, budget={"tokens": 3000})
+    d["principles"] = [principle(0, id="p")]
+    path = write_spec(tmp_path / "spec.yaml", d)
+    r = json.loads(plan(str(path), "--json").stdout)["principles"]["p"]
+    res = plan(str(path), columns=120)  # narrower than the table unwrapped, wider than its longest words
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("Per principle"))
+    table = [line for line in lines[start:] if "│" in line or "┃" in line]
+    assert max(len(line) for line in table) <= 120
+    assert sum("┃" in line for line in table) >= 2  # headers wrapped onto two lines
+    rows = [line for line in table if "│" in line]
+    assert len(rows) == 1 and rows[0].startswith(" p ")  # one line: no number broken onto the next
+    cells = [c.strip() for c in rows[0].split("│")]
+    assert cells[1:6] == [f"{r['facets']} ({r['facets_generated']} generated)", str(r["doc_types"]),
+                          str(r["ideas_calls"]), str(r["documents"]),
+                          f"{r['expected_document_tokens']:,} / {r['quota_document_tokens']:,}"]
+
+
+def test_plan_prices_an_endpoint_as_before(tmp_path):
+    path = long_ids(tmp_path)
+    res = runner.invoke(app, ["plan", str(path)])
+    assert "estimated cost: $0 (no price known for this model; set generator.prices)" in res.stdout
+    assert "wall time" not in res.stdout
+    priced = long_ids(tmp_path, prices={"input_per_mtok": 1.0, "output_per_mtok": 2.0})
+    data = json.loads(runner.invoke(app, ["plan", str(priced), "--json"]).stdout)
+    assert data["cost_usd"] == round((data["input_tokens"] + 2 * data["output_tokens"]) / 1e6, 6) > 0
