@@ -11,6 +11,7 @@ from rich.text import Text
 from specc.cli import command, console
 from specc.commands.options import BASE_URL_OPT, BUDGET_OPT, CACHE_OPT, JSON_OPT, MODEL_OPT, PROVIDER_OPT, SPEC_ARG
 from specc.errors import InputError
+from specc.plan.throughput import duration
 from specc.tables import table as _tbl
 from specc.tables import widths
 
@@ -36,7 +37,11 @@ def plan_cmd(
     wide: bool = typer.Option(False, "--wide", help="Print the per-principle table on one line per principle, "
                               "however wide (by default a table wider than the terminal prints as blocks)."),
 ) -> None:
-    """Show what a build would generate and cost, without calling any model."""
+    """Show what a build would generate and cost, without calling any model.
+
+    The embedded model is free: for it the plan estimates the wall time, at the speed its
+    cached calls measured on this machine, or at a default for a 2-core CPU.
+    """
     from specc.build import with_overrides
     from specc.plan import make_plan
     from specc.spec.load import load_spec
@@ -61,7 +66,12 @@ def plan_cmd(
                 ["total", plan.calls, plan.input_tokens, plan.output_tokens]],
     ))
     _per_principle(plan, wide)
-    _say(f"estimated cost: {_cost(plan)} for {plan.input_tokens:,} input + {plan.output_tokens:,} output tokens")
+    tokens = f"{plan.input_tokens:,} input + {plan.output_tokens:,} output tokens"
+    if plan.throughput is not None:
+        _say("estimated cost: free: the embedded model runs on this machine")
+        _say(f"estimated wall time: {duration(plan.wall_seconds)} for {tokens}, at {plan.throughput.describe()}")
+    else:
+        _say(f"estimated cost: {_cost(plan)} for {tokens}")
     if plan.cache_path is not None:
         _say(f"cache {plan.cache_path}: {sum(plan.cached.values()):,} tasks cached; a build would make about "
              f"{plan.calls:,} calls")
