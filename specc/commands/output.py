@@ -235,7 +235,7 @@ def _heading(row: dict) -> str:
 
 
 def _details(row: dict) -> str:
-    facet = row.get("facet")
+    facet = f"facet {row['facet']}" if row.get("facet") else None
     judge = f"judge={row['judge_verdict']}" if row.get("judge_verdict") else None
     return "  ".join(x for x in (row["principle_id"], _label(row), facet, f"{row['tokens']} tokens", judge) if x)
 
