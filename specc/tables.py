@@ -69,14 +69,14 @@ def _fit(columns: list[str], rows: list[list], width: int) -> list[int] | None:
     return fixed
 
 
-def section_tables(title: str, section: dict) -> list[Table]:
+def section_tables(title: str, section: dict, *, width: int | None = None) -> list[Table]:
     """A manifest section as tables: its plain entries as name/value rows, then a table per nested dict.
 
     A dict of dicts (``per_stage``: stage -> numbers) becomes one row per key and a column per
     inner key, ordered as the section orders the same keys.
     """
     plain = [[k, v] for k, v in section.items() if not isinstance(v, dict)]
-    out = [table(title, ["", "value"], plain)] if plain else []
+    out = [table(title, ["", "value"], plain, width=width)] if plain else []
     for key, value in section.items():
         if not isinstance(value, dict):
             continue
@@ -86,7 +86,7 @@ def section_tables(title: str, section: dict) -> list[Table]:
             # in the order the section lists the same numbers (calls, cached, ...), then the rest
             cols = [k for k, _ in plain if k in inner] + sorted(inner - {k for k, _ in plain})
             out.append(table(name, ["", *(c.replace("_", " ") for c in cols)],
-                             [[k, *(row.get(c) for c in cols)] for k, row in value.items()]))
+                             [[k, *(row.get(c) for c in cols)] for k, row in value.items()], width=width))
         else:
-            out.extend(section_tables(name, value))
+            out.extend(section_tables(name, value, width=width))
     return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import os
@@ -52,13 +53,15 @@ def stats_cmd(out: Path = OUT_ARG) -> None:
     from specc.emit import read_manifest
 
     m = read_manifest(out)
+    # Header words wrap before any number does, where the terminal allows it.
+    tbl = functools.partial(_tbl, width=console.width)
     spec, counts, tokens = m["spec"], m["counts"], m["tokens"]
     console.print(
         Text(f"{spec['name']} {spec['version']} (sha256 {spec['sha256'][:12]}), assistant {spec['assistant']}, "
              f"built {m['created_at']} by specc {m['specc_version']}, {m['format']}")
     )
     console.print(
-        _tbl(
+        tbl(
             "Corpus",
             ["config", "rows", "tokens"],
             [
@@ -70,7 +73,7 @@ def stats_cmd(out: Path = OUT_ARG) -> None:
         )
     )
     console.print(
-        _tbl(
+        tbl(
             "Principles",
             ["principle", "documents", "demonstrations", "tokens", "quota", "of quota"],
             [
@@ -82,7 +85,7 @@ def stats_cmd(out: Path = OUT_ARG) -> None:
     )
     div = {pid: p.get("diversity") for pid, p in m["principles"].items() if p.get("diversity")}
     if div:
-        console.print(_tbl(
+        console.print(tbl(
             "Coverage and diversity (distinct word 4-grams per 1,000 words)",
             ["principle", "facets covered", "document types", "documents", "demonstrations", "low"],
             [[pid, f"{d['facets_covered']} / {d['facets']}" if d.get("facets") else d["facets_covered"],
@@ -92,14 +95,14 @@ def stats_cmd(out: Path = OUT_ARG) -> None:
         ))
     for config, label in (("documents", "genre"), ("demonstrations", "kind")):
         if m["kinds"].get(config):
-            console.print(_tbl(f"{config.capitalize()} by {label}", [label, "rows"], list(m["kinds"][config].items())))
+            console.print(tbl(f"{config.capitalize()} by {label}", [label, "rows"], list(m["kinds"][config].items())))
     if m["dropped"]:
-        console.print(_tbl("Dropped", ["step:reason", "records"], list(m["dropped"].items())))
+        console.print(tbl("Dropped", ["step:reason", "records"], list(m["dropped"].items())))
     if m["llm"]:
-        for t in section_tables("LLM", m["llm"]):
+        for t in section_tables("LLM", m["llm"], width=console.width):
             console.print(t)
     console.print(
-        _tbl("Shards", ["path", "rows", "bytes", "sha256"],
+        tbl("Shards", ["path", "rows", "bytes", "sha256"],
                [[s["path"], s["rows"], s["bytes"], s["sha256"][:16]] for s in m["shards"]], keep_first=False)
     )
 
