@@ -54,12 +54,13 @@ def test_plan_keeps_a_40_character_principle_id_whole_at_80_columns(tmp_path):
         at = block.index(f" {pid}")
         r = numbers[pid]
         assert block[at + 1].startswith(f"   facets          {r['facets']}")
-        assert block[at + 1].endswith(f", {r['doc_types']} document types")
-        assert block[at + 2] == (f"   documents       {r['documents']:,} from {r['ideas_calls']:,} ideas calls; "
+        assert block[at + 1].endswith(f", {r['doc_types']} document type{'s' * (r['doc_types'] != 1)}")
+        assert block[at + 2] == (f"   documents       {r['documents']:,} from {r['ideas_calls']:,} ideas call"
+                                 f"{'s' * (r['ideas_calls'] != 1)}; "
                                  f"{r['expected_document_tokens']:,} tokens for a quota of "
                                  f"{r['quota_document_tokens']:,}")
         assert block[at + 3].startswith(f"   demonstrations  {r['demonstrations']:,} from {r['scenario_calls']:,} "
-                                        "scenario calls; ")
+                                        f"scenario call{'s' * (r['scenario_calls'] != 1)}; ")
         assert all(len(line) <= 80 for line in block[at:at + 4])
 
     # --wide: the table, one line per principle however wide; a wide terminal gets it without asking

@@ -112,13 +112,17 @@ def _per_principle(plan, wide: bool) -> None:
     for pid, r in plan.principles.items():
         console.print(Text(f" {pid}", style="bold"), soft_wrap=False)
         generated = f" ({r['facets_generated']} generated)" if r["facets_generated"] else ""
-        _say(f"   {'facets':<15} {r['facets']:,}{generated}, {r['doc_types']:,} document types")
-        for kind, made, calls, stage in (("documents", r["documents"], r["ideas_calls"], "ideas"),
-                                         ("demonstrations", r["demonstrations"], r["scenario_calls"], "scenario")):
+        _say(f"   {'facets':<15} {r['facets']:,}{generated}, {_n(r['doc_types'], 'document type')}")
+        for kind, made, calls, stage in (("documents", r["documents"], r["ideas_calls"], "ideas call"),
+                                         ("demonstrations", r["demonstrations"], r["scenario_calls"], "scenario call")):
             one = kind[:-1]
-            console.print(Text(f"   {kind:<15} {made:,} from {calls:,} {stage} calls; "
+            console.print(Text(f"   {kind:<15} {made:,} from {_n(calls, stage)}; "
                                f"{r[f'expected_{one}_tokens']:,} tokens for a quota of {r[f'quota_{one}_tokens']:,}"),
                           soft_wrap=False)
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
 def _facets(r: dict):
