@@ -92,6 +92,8 @@ def test_show_max_chars_still_cuts_a_panel_on_request(out):
     res = runner.invoke(app, ["show", str(out), "-n", "1", "--max-chars", "40"])
     assert res.exit_code == 0, res.output
     assert "[...]" in res.stdout and "Closing mark" not in res.stdout
+    res = runner.invoke(app, ["show", str(out), "-n", "1", "--max-chars", "0"])  # as before: 0 never cuts
+    assert res.exit_code == 0 and "[...]" not in res.stdout and "Closing mark" in res.stdout
 
 
 def test_show_full_prints_rows_untouched_as_plain_text(out):

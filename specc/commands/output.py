@@ -118,8 +118,8 @@ def show_cmd(
     kind: str | None = typer.Option(None, "--kind", help="Only demonstrations of this kind (direct, edge_case, ...); "
                                     "implies --config demonstrations."),
     n: int = typer.Option(3, "-n", min=0, help="How many rows (0: every row that matches)."),
-    max_chars: int | None = typer.Option(None, "--max-chars", min=1, help="Cut each text in the panels after this "
-                                         "many characters (default: show it all)."),
+    max_chars: int | None = typer.Option(None, "--max-chars", min=0, help="Cut each text in the panels after this "
+                                         "many characters (default, or 0: show it all)."),
     full: bool = typer.Option(False, "--full", help="Print rows whole as plain text, with no panel or markup "
                               "(for piping)."),
     as_json: bool = typer.Option(False, "--json", help="Print rows as JSON lines: one row per line, as stored."),
