@@ -165,3 +165,30 @@ def test_provenance_survives_rebuilds(tmp_path):
         assert m2["provenance"] == prov
         card = (tmp_path / "copy" / "README.md").read_text()
         assert cost in card
+
+
+def test_the_card_describes_the_genres_kinds_and_columns_the_build_has(tmp_path):
+    import datasets
+
+    path = write_spec(tmp_path / "spec.yaml", spec())
+    out = tmp_path / "out"
+    with FakeServer(StageResponder()) as server:
+        build(path, server, tmp_path / "cache.sqlite", out)
+    m = read_manifest(out)
+    card = (out / "README.md").read_text()
+    assert "news, textbooks, forum threads" not in card
+    genres = sorted(m["kinds"]["documents"].items(), key=lambda kv: (-kv[1], kv[0]))
+    assert {g for g, _ in genres} <= {"FAQ", "wiki page", "customer story"} and len(genres) >= 2
+    names = [g for g, _ in genres]
+    prose = ", ".join(names[:-1]) + " and " + names[-1]
+    assert f"Documents in {len(names)} genres (" in card and prose in card, card
+    assert "chat conversations (" in card and all(k.replace("_", " ") in card for k in m["kinds"]["demonstrations"])
+
+    # The columns are what the card says they are.
+    docs = datasets.load_dataset(str(out), "documents", split="train")
+    demos = datasets.load_dataset(str(out), "demonstrations", split="train")
+    assert all(json.loads(i)["title"] for i in docs["idea"])
+    assert set(demos["idea"]) == {None} and all("scenario" in json.loads(x) for x in demos["meta"])
+    assert "`idea` (always\nempty: a demonstration is written from a scenario, which is in `meta`)" in card
+    assert "`scenario` (the scenario it was written from)" in card
+    assert m["columns"]["demonstrations"]["idea_rows"] == 0 and "scenario" in m["columns"]["demonstrations"]["meta_keys"]

@@ -83,6 +83,7 @@ This build has no {{ c }}: the `{{ c }}` config is empty.
 
 Generator: `{{ llm.provider or spec.generator.provider }}:{{ llm.model or spec.generator.model }}`.
 {% if prov.get("build") %}
+
 What the corpus cost, whichever run made each generation{% if prov.prices_per_mtok and (prov.prices_per_mtok[0] or prov.prices_per_mtok[1]) %} (at ${{ prov.prices_per_mtok[0] }} and ${{ prov.prices_per_mtok[1] }} per million input and output tokens){% endif %}:
 
 | generations | calls | input tokens | output tokens | cost |
@@ -232,7 +233,7 @@ def _top(counts: dict, n: int = 25) -> list[tuple[str, int]]:
 
 # What the keys of the ``meta`` column hold, for the card.
 META_DOC = {
-    "finish_reason": "why the model stopped", "round": "the generation round (0, or a top-up)",
+    "finish_reason": "why the model stopped", "round": "the generation round: 0, or a top-up's number",
     "tone": "the tone asked for", "target_words": "the length asked for",
     "parent_key": "the cache key of the ideas or scenarios call it came from", "scenario": "the scenario it was written from",
     "demo_kind": "its kind", "partner": "the principle a conflict pairs it with", "principle_id": "its principle",
