@@ -234,6 +234,7 @@ def _build_locked(spec: Spec, out_dir: Path, *, cache_path, provider, model, bas
     from specc.generate.cache import Cache
     from specc.generate.executor import batch_info, make_executor, refuse_local_batches
     from specc.generate.factory import make_llm
+    from specc.generate.openai import OPENAI_URL, public_url
     from specc.generate.progress import Progress
     from specc.spec.advice import embedded
     from specc.emit.fingerprint import TASKS_NAME, inputs_fingerprint, results_fingerprint, up_to_date, write_task_keys
@@ -330,8 +331,12 @@ def _build_locked(spec: Spec, out_dir: Path, *, cache_path, provider, model, bas
         fingerprint = {"inputs": inputs, "results": results_fingerprint(stamps), "tasks": len(stamps),
                        "task_keys": TASKS_NAME}
     per_principle = {pid: {"calls": c["calls"], "cached": c["cached"]} for pid, c in sorted(pipe.by_principle.items())}
+    gen_provider = provider or spec.generator.provider
     build_info = {
-        "llm": {"provider": provider or spec.generator.provider, "model": gen_model, "id": llm.id,
+        # The endpoint without credentials or query: `specc eval` writes its suite with the same model.
+        "llm": {"provider": gen_provider, "model": gen_model, "id": llm.id,
+                "base_url": public_url(base_url or spec.generator.base_url or OPENAI_URL) if gen_provider == "openai"
+                else None,
                 **{k: totals.get(k, 0) for k in ("calls", "cached", "failed", "input_tokens", "output_tokens")},
                 "cost_usd": round(totals.get("cost_usd", 0.0), 6),
                 "saved_usd": round(totals.get("saved_usd", 0.0), 6),

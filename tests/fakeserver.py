@@ -402,6 +402,19 @@ def _make_handler(server: FakeServer):
     return Handler
 
 
+def _responder(name: str):
+    if name == "words":
+        return None
+    sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "stages"))
+    from responder import StageResponder, TargetResponder
+
+    if name == "stages":
+        return StageResponder()
+    if name.startswith("follows="):
+        return TargetResponder(float(name.split("=", 1)[1]))
+    raise SystemExit(f"unknown --responder {name!r}: use words, stages or follows=F")
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="A fake OpenAI-compatible server for tests and benchmarks.")
     ap.add_argument("--port", type=int, default=0)
@@ -415,20 +428,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--count-file", default=None, help="append one line (prompt sha) per successful completion")
     ap.add_argument("--models-delay", type=float, default=0.0, help="seconds GET /models takes to answer")
     ap.add_argument("--retry-after", type=float, default=0.05, help="seconds a 429 asks the client to wait")
-    ap.add_argument("--responder", choices=("words", "stages"), default="words",
-                    help="words: deterministic filler; stages: answers in the shape each specc stage asks for")
+    ap.add_argument("--responder", default="words",
+                    help="words: deterministic filler; stages: answers in the shape each specc stage asks for; "
+                    "follows=F: a model under test that keeps to the principles in about F of its replies")
     ap.add_argument("--batch-seconds", type=float, default=0.0, help="seconds a batch takes to complete")
     ap.add_argument("--batch-polls", type=int, default=1, help="retrieves that see a batch in progress first")
     ap.add_argument("--batch-fail-rate", type=float, default=0.0, help="share of batch lines failing once")
     ap.add_argument("--batch-max-lines", type=int, default=50_000, help="requests a batch file may hold")
     args = ap.parse_args(argv)
     lo, _, hi = args.latency.partition(",")
-    responder = None
-    if args.responder == "stages":
-        sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "stages"))
-        from responder import StageResponder
-
-        responder = StageResponder()
+    responder = _responder(args.responder)
     server = FakeServer(
         responder,
         latency=(float(lo), float(hi or lo)),

@@ -73,3 +73,17 @@ def test_validate_and_plan_print_the_warnings(tmp_path):
     # A capable model named on the command line makes the same spec fine.
     res = runner.invoke(app, ["plan", str(path), "--json", "--provider", "openai", "--model", "gpt-4o-mini"])
     assert json.loads(res.stdout)["warnings"] == []
+
+
+def test_plan_warns_of_a_long_build_with_its_own_wall_time_estimate(tmp_path):
+    from specc.plan.throughput import DEFAULT_TOKENS_PER_S
+
+    spec = Spec.model_validate(starter(corpus__budget__tokens=200_000))
+    assert "about 42 minutes by the plan's estimate" in warnings(spec, minutes=42.4)[0]
+    assert warnings(spec, minutes=10.0) == []  # the plan knows better than the budget's rule of thumb
+    data = json.loads(runner.invoke(app, ["plan", str(write(tmp_path, starter(corpus__budget__tokens=200_000))),
+                                          "--json"]).stdout)
+    minutes = data["output_tokens"] / DEFAULT_TOKENS_PER_S / 60
+    assert data["wall_time"]["source"] == "default"
+    assert any(f"about {minutes:.0f} minutes by the plan's estimate" in w for w in data["warnings"]), data["warnings"]
+

@@ -37,9 +37,15 @@ def write(tmp_path: Path, server: FakeServer, name: str = "spec.yaml", **generat
     return write_spec(tmp_path / name, d)
 
 
+def _default_sigint() -> None:
+    # A shell that starts a job in the background makes it ignore SIGINT, and children inherit that:
+    # give the build the terminal's usual Ctrl-C, whoever started the tests.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def specc(*args: str, env: dict | None = None, **kw) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "specc", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, **(env or {})}, **kw)
+                            text=True, env={**os.environ, **(env or {})}, preexec_fn=_default_sigint, **kw)
 
 
 def test_a_batch_build_matches_the_synchronous_one_at_half_the_cost(tmp_path):

@@ -22,7 +22,8 @@ def test_generated_reference_is_current(rel):
 
 def test_cli_reference_covers_every_command():
     text = (ROOT / "docs" / "reference" / "cli.md").read_text(encoding="utf-8")
-    for cmd in ("init", "validate", "schema", "plan", "diff", "build", "push", "stats", "show", "report", "cache", "import", "batches"):
+    for cmd in ("init", "validate", "schema", "plan", "diff", "build", "push", "stats", "show", "report", "cache", "import",
+                "batches", "eval run", "eval compare"):
         assert f"## `specc {cmd}" in text, cmd
 
 

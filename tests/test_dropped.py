@@ -79,7 +79,8 @@ def test_dropped_rows_are_written_with_their_reason_and_shown(tmp_path):
     res = runner.invoke(app, ["show", str(out), "--dropped", "--reason", "ideas", "-n", "1"])
     assert "dropped: ideas:duplicate" in res.output and "idea: " in res.output
     res = runner.invoke(app, ["show", str(out), "--dropped", "--reason", "nothing:like_this"])
-    assert res.exit_code == 0 and "no dropped rows match" in res.output and "judge:fail" in res.output
+    # a reason no row was dropped for is a typo: refused, with the reasons there are
+    assert res.exit_code == 2 and "was dropped for 'nothing:like_this'" in res.stderr and "judge:fail (" in res.stderr
     assert runner.invoke(app, ["show", str(out), "--reason", "judge"]).exit_code == 2
     # the kept rows are untouched by all this
     res = runner.invoke(app, ["show", str(out), "-n", "1"])

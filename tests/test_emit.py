@@ -259,6 +259,22 @@ def test_an_interrupted_swap_is_recovered_on_the_next_emit(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
+def test_a_rebuild_keeps_the_eval_folder(tmp_path):
+    out = tmp_path / "out"
+    emit(make_records(6, 3), make_spec(), out, build_info=build_info())
+    (out / "eval").mkdir()
+    (out / "eval" / "results-base.json").write_text("{}")
+    emit(make_records(8, 3), make_spec(), out, build_info=build_info())
+    assert (out / "eval" / "results-base.json").read_text() == "{}"
+    # killed after the swap, before the eval folder moved over: the next emit moves it
+    emit(make_records(5, 3), make_spec(), tmp_path / "newer", build_info=build_info())
+    os.rename(out, tmp_path / ".out.old-deadbeef")
+    os.rename(tmp_path / "newer", out)
+    emit(make_records(7, 3), make_spec(), out, build_info=build_info())
+    assert (out / "eval" / "results-base.json").is_file() and read_manifest(out)["counts"]["documents"] == 7
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
 def test_read_manifest_refuses_missing_and_incompatible_manifests(tmp_path):
     with pytest.raises(InputError, match="not a specc output"):
         read_manifest(tmp_path)

@@ -42,15 +42,17 @@ def test_push_uploads_every_file_byte_for_byte(tmp_path, hub):
     assert ("POST", "/api/datasets/example/corpus/preupload/main") in hub.requests
 
 
-def test_dropped_rows_stay_local(tmp_path, hub):
+def test_dropped_rows_and_the_eval_suite_stay_local(tmp_path, hub):
     out = tmp_path / "out"
     recs = make_records(10, 4)
     emit(recs[2:], make_spec(), out, build_info=build_info(), dropped=[(recs[0], "judge:fail"), (recs[1], "filter:too_short")])
     assert list((out / "dropped").iterdir())
+    (out / "eval").mkdir()  # a held-out suite published next to the corpus would not be held out for long
+    (out / "eval" / "items.jsonl").write_text('{"id": "x"}\n')
     push(out, "example/corpus", token=HF_SECRET)
     remote = _remote(hub, "example/corpus")
-    assert remote == {k: v for k, v in tree_files(out).items() if not k.startswith("dropped/")}
-    assert not any(k.startswith("dropped/") for k in remote)
+    assert remote == {k: v for k, v in tree_files(out).items() if not k.startswith(("dropped/", "eval/"))}
+    assert not any(k.startswith(("dropped/", "eval/")) for k in remote)
 
 
 def test_repush_replaces_stale_shards_and_skips_unchanged_files(tmp_path, hub):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
+import time
 
 import pytest
 from typer.testing import CliRunner
@@ -37,9 +39,17 @@ def test_the_starter_spec_builds_both_configs_offline(tmp_path, monkeypatch):
     assert checked.exit_code == 0 and "warning" not in checked.output, checked.output
     out, cache = tmp_path / "out", tmp_path / "cache.sqlite"
 
+    started = time.monotonic()
     first = runner.invoke(app, ["build", str(spec), "--out", str(out), "--cache", str(cache), "--quiet"])
+    elapsed = time.monotonic() - started
     assert first.exit_code == 0, first.output
     m = read_manifest(out)
+    # The next plan times the embedded model by what this build measured: busy for no longer than the build took.
+    planned = json.loads(runner.invoke(app, ["plan", str(spec), "--cache", str(cache), "--json", "--budget",
+                                             "20000"]).stdout)
+    wall = planned["wall_time"]
+    assert planned["free"] and wall["source"] == "measured" and wall["measured_calls"] == m["llm"]["calls"]
+    assert wall["tokens_per_s"] >= m["llm"]["output_tokens"] / elapsed * 0.99
     assert m["llm"]["calls"] > 0 and m["llm"]["failed"] == 0 and m["short"] == []
     assert m["llm"]["per_stage"].keys() == {"ideas", "document", "scenarios", "reply"}  # no judge on this model
     assert m["counts"]["documents"] > 0 and m["counts"]["demonstrations"] > 0, m["dropped"]

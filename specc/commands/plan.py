@@ -11,7 +11,9 @@ from rich.text import Text
 from specc.cli import command, console
 from specc.commands.options import BASE_URL_OPT, BUDGET_OPT, CACHE_OPT, JSON_OPT, MODEL_OPT, PROVIDER_OPT, SPEC_ARG
 from specc.errors import InputError
+from specc.plan.throughput import duration
 from specc.tables import table as _tbl
+from specc.tables import widths
 
 
 def _short(items: list[str], n: int = 3) -> str:
@@ -32,8 +34,14 @@ def plan_cmd(
     base_url: str | None = BASE_URL_OPT,
     budget: int | None = BUDGET_OPT,
     batch: bool = typer.Option(False, "--batch", help="Price the calls as a provider's Batch API does: half."),
+    wide: bool = typer.Option(False, "--wide", help="Print the per-principle table on one line per principle, "
+                              "however wide (by default a table wider than the terminal prints as blocks)."),
 ) -> None:
-    """Show what a build would generate and cost, without calling any model."""
+    """Show what a build would generate and cost, without calling any model.
+
+    The embedded model is free: for it the plan estimates the wall time, at the speed its
+    cached calls measured on this machine, or at a default for a 2-core CPU.
+    """
     from specc.build import with_overrides
     from specc.plan import make_plan
     from specc.spec.load import load_spec
@@ -57,19 +65,13 @@ def plan_cmd(
         rows + [["top-up (estimate)", t.tasks, t.input_tokens, t.output_tokens],
                 ["total", plan.calls, plan.input_tokens, plan.output_tokens]],
     ))
-    console.print(_tbl(
-        "Per principle",
-        ["principle", "facets", "doc types", "ideas calls", "documents", "doc tokens / quota", "scenario calls",
-         "demonstrations", "demo tokens / quota"],
-        [[pid, f"{r['facets']} ({r['facets_generated']} generated)" if r["facets_generated"] else r["facets"],
-          r["doc_types"], r["ideas_calls"], r["documents"],
-          f"{r['expected_document_tokens']:,} / {r['quota_document_tokens']:,}",
-          r["scenario_calls"], r["demonstrations"],
-          f"{r['expected_demonstration_tokens']:,} / {r['quota_demonstration_tokens']:,}"]
-         for pid, r in plan.principles.items()],
-    ))
-    cost = f"${plan.cost_usd:,.4f}" if any(plan.prices) else "$0 (no price known for this model; set generator.prices)"
-    _say(f"estimated cost: {cost} for {plan.input_tokens:,} input + {plan.output_tokens:,} output tokens")
+    _per_principle(plan, wide)
+    tokens = f"{plan.input_tokens:,} input + {plan.output_tokens:,} output tokens"
+    if plan.throughput is not None:
+        _say("estimated cost: free: the embedded model runs on this machine")
+        _say(f"estimated wall time: {duration(plan.wall_seconds)} for {tokens}, at {plan.throughput.describe()}")
+    else:
+        _say(f"estimated cost: {_cost(plan)} for {tokens}")
     if plan.cache_path is not None:
         _say(f"cache {plan.cache_path}: {sum(plan.cached.values()):,} tasks cached; a build would make about "
              f"{plan.calls:,} calls")
@@ -79,6 +81,52 @@ def plan_cmd(
         _say(f"note: {note}")
     for w in plan.warnings:
         _say(f"warning: {w}")
+
+
+def _cost(plan) -> str:
+    return f"${plan.cost_usd:,.4f}" if any(plan.prices) else "$0 (no price known for this model; set generator.prices)"
+
+
+PER_PRINCIPLE = ["principle", "facets", "doc types", "ideas calls", "documents", "doc tokens / quota", "scenario calls",
+                 "demonstrations", "demo tokens / quota"]
+
+
+def _per_principle(plan, wide: bool) -> None:
+    """The per-principle numbers: a table, or a block per principle where the table would not fit the terminal."""
+    rows = [[pid, _facets(r), r["doc_types"], r["ideas_calls"], r["documents"],
+             f"{r['expected_document_tokens']:,} / {r['quota_document_tokens']:,}",
+             r["scenario_calls"], r["demonstrations"],
+             f"{r['expected_demonstration_tokens']:,} / {r['quota_demonstration_tokens']:,}"]
+            for pid, r in plan.principles.items()]
+    narrowest, natural = widths(PER_PRINCIPLE, rows)
+    if wide:  # wider than the terminal if need be (console.print clamps to it): for `less -S`, or a file
+        from rich.console import Console
+
+        Console(width=max(natural, console.width), highlight=False).print(_tbl("Per principle", PER_PRINCIPLE, rows))
+        return
+    if narrowest <= console.width:
+        console.print(_tbl("Per principle", PER_PRINCIPLE, rows, width=console.width), soft_wrap=False)
+        return
+    # Long principle ids leave the numbers no room: each principle gets lines of its own, ids whole.
+    _say(f"Per principle (the table needs {narrowest} columns; --wide prints it)")
+    for pid, r in plan.principles.items():
+        console.print(Text(f" {pid}", style="bold"), soft_wrap=False)
+        generated = f" ({r['facets_generated']} generated)" if r["facets_generated"] else ""
+        _say(f"   {'facets':<15} {r['facets']:,}{generated}, {_n(r['doc_types'], 'document type')}")
+        for kind, made, calls, stage in (("documents", r["documents"], r["ideas_calls"], "ideas call"),
+                                         ("demonstrations", r["demonstrations"], r["scenario_calls"], "scenario call")):
+            one = kind[:-1]
+            console.print(Text(f"   {kind:<15} {made:,} from {_n(calls, stage)}; "
+                               f"{r[f'expected_{one}_tokens']:,} tokens for a quota of {r[f'quota_{one}_tokens']:,}"),
+                          soft_wrap=False)
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
+def _facets(r: dict):
+    return f"{r['facets']} ({r['facets_generated']} generated)" if r["facets_generated"] else r["facets"]
 
 
 class _open_cache:

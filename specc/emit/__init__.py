@@ -24,7 +24,9 @@ from .lock import output_lock
 from .manifest import MANIFEST_NAME, MANIFEST_SCHEMA_VERSION, build_manifest, dumps, read_manifest
 from .shards import CONFIGS, FORMATS, collect, read_shard, write_shards
 
-__all__ = ["MANIFEST_SCHEMA_VERSION", "emit", "iter_rows", "output_lock", "read_manifest"]
+__all__ = ["EVAL_DIR", "MANIFEST_SCHEMA_VERSION", "emit", "iter_rows", "output_lock", "read_manifest"]
+
+EVAL_DIR = "eval"  # where `specc eval` keeps a corpus's suite and results: kept across rebuilds, never pushed
 
 
 def _tmp_prefix(out_dir: Path) -> str:
@@ -54,8 +56,20 @@ def _recover(out_dir: Path) -> None:
         if complete:
             os.rename(complete[-1], out_dir)
             olds.remove(complete[-1])
+    for old in reversed(olds):  # killed after the swap but before the eval folder moved over
+        _keep_eval(old, out_dir)
     for stale in olds + list(parent.glob(_tmp_prefix(out_dir) + "*")):
         shutil.rmtree(stale, ignore_errors=True)
+
+
+def _keep_eval(old: Path, new: Path) -> None:
+    """Move ``eval/`` (the held-out suite and its results, written by ``specc eval``) into the new output.
+
+    A rebuild replaces the corpus, not the measurements made against it; a suite that no longer
+    fits the new corpus is compiled again by the next ``specc eval run``.
+    """
+    if (old / EVAL_DIR).is_dir() and new.is_dir() and not (new / EVAL_DIR).exists():
+        os.rename(old / EVAL_DIR, new / EVAL_DIR)
 
 
 def _fsync_tree(root: Path) -> None:
@@ -82,6 +96,7 @@ def _swap(tmp: Path, out_dir: Path) -> None:
         backup = out_dir.parent / (_old_prefix(out_dir) + secrets.token_hex(4))
         os.rename(out_dir, backup)
         os.rename(tmp, out_dir)
+        _keep_eval(backup, out_dir)
         _fsync_dir(out_dir.parent)
         shutil.rmtree(backup)
     else:

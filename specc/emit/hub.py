@@ -84,8 +84,9 @@ def push(
             commit_message=message,
             # Shards from an earlier push with a different shard count would match `train-*`.
             delete_patterns=[f"{c}/*" for c in CONFIGS],
-            # What a build dropped (judge failures included) is for review here, not for publishing.
-            ignore_patterns=["dropped/*"],
+            # What a build dropped (judge failures included) is for review here, not for publishing; the
+            # held-out eval suite must stay off the web, or it stops being held out.
+            ignore_patterns=["dropped/*", "eval/*"],
         )
     except HfHubHTTPError as e:
         raise _http_error(e, repo, endpoint) from e

@@ -16,7 +16,8 @@ from .shards import CONFIGS, Shard, SizedRow
 
 MANIFEST_SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
-LLM_KEYS = ("provider", "model", "id", "calls", "cached", "failed", "input_tokens", "output_tokens", "cost_usd", "saved_usd", "per_stage", "batch")
+LLM_KEYS = ("provider", "model", "base_url", "id", "calls", "cached", "failed", "input_tokens", "output_tokens", "cost_usd", "saved_usd",
+            "per_stage", "batch")
 CONFIG_KIND = {"documents": "document", "demonstrations": "demonstration"}
 
 

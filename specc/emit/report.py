@@ -319,6 +319,8 @@ def render_report(out_dir: Path) -> str:
     low_diversity = [(pid, c, ((manifest["principles"][pid].get("diversity") or {}).get("distinct_4grams_per_1k_words") or {}).get(c),
                       (diversity.get("median") or {}).get(c))
                      for c, pids in (diversity.get("low") or {}).items() for pid in pids if pid in manifest["principles"]]
+    from specc.eval.report import eval_section
+
     env = Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True)
     env.filters["human"] = human
     env.filters["pct"] = lambda a, b: _pct(a or 0, b or 0)
@@ -327,7 +329,7 @@ def render_report(out_dir: Path) -> str:
         m=manifest, spec=manifest.get("spec") or {}, llm=llm, tokens=tokens, counts=counts,
         dropped_total=dropped_total, cache_rate=_pct(llm.get("cached") or 0, served), charts=charts(manifest, s),
         principles=principles, short=short, verdicts=dict(s.verdicts.most_common()), diversity=diversity,
-        low_diversity=low_diversity,
+        low_diversity=low_diversity, evaluation=eval_section(out_dir / "eval"),
     )
 
 

@@ -22,6 +22,7 @@ from specc.plan.sizing import (
     expected_document_tokens,
     usable_kinds,
 )
+from specc.plan.throughput import Throughput, throughput
 from specc.plan.walk import Walk, walk
 from specc.spec.schema import Spec
 from specc.stages import Context
@@ -57,6 +58,8 @@ class Plan:
     # Pairings of this model with the spec's prompts, judge or budget that build badly (specc.spec.advice).
     warnings: list[str] = field(default_factory=list)
     walk: Walk | None = field(default=None, repr=False)
+    # The embedded model's speed on this machine (measured from the cache, or the default); None for an endpoint.
+    throughput: Throughput | None = None
 
     @property
     def input_tokens(self) -> int:
@@ -75,6 +78,16 @@ class Plan:
     def cost_usd(self) -> float:
         return cost_usd(self.prices, self.input_tokens, self.output_tokens)
 
+    @property
+    def free(self) -> bool:
+        """The embedded model: it runs on this machine, so its tokens cost nothing (time is what it costs)."""
+        return self.throughput is not None
+
+    @property
+    def wall_seconds(self) -> float | None:
+        """How long the embedded model takes for the output tokens still to generate; None for an endpoint."""
+        return None if self.throughput is None else self.throughput.seconds(self.output_tokens)
+
     def to_dict(self) -> dict:
         return {
             "spec": {"name": self.spec.name, "version": self.spec.version, "sha256": self.spec.sha256},
@@ -88,6 +101,14 @@ class Plan:
             "output_tokens": self.output_tokens,
             "cost_usd": round(self.cost_usd, 6),
             "prices_per_mtok": list(self.prices),
+            "free": self.free,
+            "wall_time": None if self.throughput is None else {
+                "seconds": round(self.wall_seconds),
+                "output_tokens": self.output_tokens,
+                "tokens_per_s": round(self.throughput.tokens_per_s, 2),
+                "source": "measured" if self.throughput.measured else "default",
+                "measured_calls": self.throughput.calls,
+            },
             "facets": sum(r["facets"] for r in self.principles.values()),
             "doc_types": sum(r["doc_types"] for r in self.principles.values()),
             "principles": self.principles,
@@ -160,10 +181,12 @@ def make_plan(spec: Spec, *, model: str | None = None, cache=None, ctx: Context 
     if spec.generator.batch:
         notes.append("priced for the endpoint's Batch API (generator.batch or --batch): half the list price")
     prices = build_prices(spec.generator, spec.generator.model if model is None else _bare(model))
-    from specc.spec.advice import warnings
+    from specc.spec.advice import embedded, warnings
 
-    plan = Plan(spec, ctx.model, quotas, stages, per, prices, topup=topup, notes=notes,
-                warnings=warnings(spec, ctx.model), walk=w)
+    plan = Plan(spec, ctx.model, quotas, stages, per, prices, topup=topup, notes=notes, walk=w,
+                throughput=throughput(cache, ctx.model) if embedded(ctx.model) else None)
+    wall = plan.wall_seconds
+    plan.warnings = warnings(spec, ctx.model, minutes=None if wall is None else wall / 60)
     if cache is not None:
         plan.cache_path = str(getattr(cache, "path", ""))
         plan.cached = Counter(w.cached)

@@ -22,6 +22,9 @@ from specc.generate.base import Message
 from specc.records import sha256_hex
 
 STAGES: tuple[str, ...] = ("facets", "doctypes", "ideas", "document", "scenarios", "reply", "judge")
+# ``specc eval``: writing a held-out suite's items, and grading a target's replies. Built in only: the
+# spec's ``templates`` section overrides the build's stages.
+EVAL_STAGES: tuple[str, ...] = ("eval_items", "grade")
 BLOCKS: tuple[str, ...] = ("system", "user")
 
 _ENV = jinja2.Environment(
@@ -96,16 +99,17 @@ def _builtin(stage: str, preset: str) -> PromptTemplate:
 
 
 def builtin_template(stage: str, preset: str = "default") -> PromptTemplate:
-    if stage not in STAGES:
+    if stage not in STAGES and stage not in EVAL_STAGES:
         raise ValueError(f"unknown stage {stage!r}")
     if preset not in PRESETS:
         raise ValueError(f"unknown prompt preset {preset!r}")
-    return _builtin(stage, preset)
+    # The eval stages have one prompt set: the suite and the grading do not depend on the generator's size.
+    return _builtin(stage, "default" if stage in EVAL_STAGES else preset)
 
 
 def load_template(stage: str, spec=None, preset: str = "default") -> PromptTemplate:
     """The template for ``stage``: ``spec.templates.<stage>`` if set, else the ``preset``'s built-in one."""
-    override = getattr(spec.templates, stage) if spec is not None else None
+    override = getattr(spec.templates, stage, None) if spec is not None else None
     if not override:
         return builtin_template(stage, preset)
     path: Path = spec.resolve(override)
@@ -116,5 +120,5 @@ def load_template(stage: str, spec=None, preset: str = "default") -> PromptTempl
     return _compile(stage, source, str(path))
 
 
-def load_templates(spec=None, preset: str = "default") -> dict[str, PromptTemplate]:
-    return {stage: load_template(stage, spec, preset) for stage in STAGES}
+def load_templates(spec=None, preset: str = "default", stages: tuple[str, ...] = STAGES) -> dict[str, PromptTemplate]:
+    return {stage: load_template(stage, spec, preset) for stage in stages}

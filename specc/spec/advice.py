@@ -33,8 +33,12 @@ def judge_for(spec: Spec, model: str) -> bool:
     return (not embedded(model)) if judge is None else judge
 
 
-def warnings(spec: Spec, model: str | None = None) -> list[str]:
-    """Pairings of model and settings that build badly or not at all, each with its fix."""
+def warnings(spec: Spec, model: str | None = None, *, minutes: float | None = None) -> list[str]:
+    """Pairings of model and settings that build badly or not at all, each with its fix.
+
+    ``minutes``: the plan's estimate of the embedded model's wall time (``specc.plan.throughput``);
+    without one, the budget at ``EMBEDDED_TOKENS_PER_MINUTE``.
+    """
     if model is None:
         from specc.stages import llm_id
 
@@ -58,11 +62,13 @@ def warnings(spec: Spec, model: str | None = None) -> list[str]:
                 "demonstrations.kinds has multi_turn, but the small prompt set writes single questions: every "
                 "multi_turn scenario will be dropped; remove it, or use a capable model"
             )
-        minutes = spec.corpus.budget.tokens / EMBEDDED_TOKENS_PER_MINUTE
+        where = "by the plan's estimate" if minutes is not None else "on two CPU cores"
+        if minutes is None:
+            minutes = spec.corpus.budget.tokens / EMBEDDED_TOKENS_PER_MINUTE
         if minutes > SLOW_MINUTES:
             out.append(
                 f"corpus.budget.tokens is {spec.corpus.budget.tokens:,}: on the embedded model that takes "
-                f"about {minutes:.0f} minutes on two CPU cores; lower it (or --budget) for a first try"
+                f"about {minutes:.0f} minutes {where}; lower it (or --budget) for a first try"
             )
     elif spec.templates.preset == "small":
         out.append(

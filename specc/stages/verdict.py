@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from specc.stages.parsing import ParseFailure
+from specc.stages.parsing import ParseFailure, _text
 
 VERDICT_KEYS = ("verdict", "result", "grade", "decision")
 REASON_KEYS = ("reason", "explanation", "rationale", "justification")
@@ -60,16 +60,6 @@ class Verdict:
 
     verdict: Literal["pass", "fail"]
     reason: str = ""
-
-
-def _text(v: Any) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, (list, tuple)):
-        return ", ".join(_text(x) for x in v)
-    if isinstance(v, dict):
-        return "; ".join(f"{k}: {_text(x)}" for k, x in v.items())
-    return str(v).strip()
 
 
 def _json_verdicts(text: str) -> list[dict]:
