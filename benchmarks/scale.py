@@ -11,11 +11,13 @@ facets and document types included, with distinct text, as a capable model would
     python benchmarks/scale.py --batch              # the same through the fake server's Batch API, in waves
 
 Before building, ``specc plan`` predicts the build's calls (top-up included as an estimate).
-The last line is ``budget_fill=<kept/budget> worst_principle_kind=<min kept/quota>
-calls=<n> wall_s=<s> calls_per_s=<x> peak_rss_mb=<m> noop_s=<s> noop_calls=<n>
+The summary line is ``budget_fill=<kept/budget> worst_principle_kind=<min kept/quota>
+calls=<n> wall_s=<s> calls_per_s=<x> cpu_ms_per_call=<ms> peak_rss_mb=<m> noop_s=<s> noop_calls=<n>
 plan_calls=<n> plan_s=<s> rounds=<n>``; the target is ``budget_fill >= 0.97`` and every
 principle × kind at 0.90 of its quota or more, with at most one top-up round, at 250k and
-at 25M tokens.
+at 25M tokens. ``cpu_ms_per_call`` is the build process's CPU time (engine, parsing, curation
+and emit) over its calls. The last line is ``noop_s=<s> noop_calls=<n>``: an unchanged rebuild
+into the same output, whose calls are counted as the entries it added to the cache.
 """
 
 from __future__ import annotations
@@ -102,16 +104,37 @@ def serve() -> None:
         server.stop()
 
 
+def cache_entries(cache: Path) -> int:
+    """Results stored in the cache: every call a build makes is stored, so the difference is its calls."""
+    import sqlite3
+
+    if not cache.is_file():
+        return 0
+    with sqlite3.connect(cache) as db:
+        return db.execute("SELECT COUNT(*) FROM generations").fetchone()[0]
+
+
+def cpu_children() -> float:
+    """CPU seconds of the finished child processes (the server, still running, is not among them)."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+CPU: dict[Path, float] = {}  # out folder -> CPU seconds of its last build
+
+
 def build(spec: Path, out: Path, cache: Path) -> tuple[float, dict, float]:
     """One `specc build` in a child process: (wall seconds, manifest, peak RSS in MB)."""
     env = {**os.environ, "SPECC_CACHE": str(cache)}
     t0 = time.perf_counter()
+    cpu0 = cpu_children()
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     proc = subprocess.run([sys.executable, "-m", "specc", "build", str(spec), "--out", str(out), "--quiet"],
                           env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     if proc.returncode not in (0, 1) or not (out / "manifest.json").is_file():
         sys.exit(f"build failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
+    CPU[out] = cpu_children() - cpu0
     rss = max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
     print(proc.stdout.strip()[-1500:], flush=True)
     return wall, json.loads((out / "manifest.json").read_text()), rss
@@ -154,7 +177,12 @@ def main() -> None:
         print(f"plan: {planned['calls']:,} calls ({planned['topup_estimate']['tasks']:,} of them an estimated top-up), "
               f"{planned['facets']:,} facets, {planned['doc_types']:,} document types, in {plan_s:.1f} s", flush=True)
         wall, manifest, rss = build(spec, out, cache)
-        noop_s, noop, _ = build(spec, out, cache)
+        cpu = CPU[out]
+        # An unchanged rebuild into the same output. Its manifest is the first build's (an up-to-date
+        # output is not rewritten), so its calls are counted in the cache.
+        stored = cache_entries(cache)
+        noop_s, _, _ = build(spec, out, cache)
+        noop_calls = cache_entries(cache) - stored
     finally:
         server.stdin.close()
         server.wait(timeout=30)
@@ -170,9 +198,10 @@ def main() -> None:
         print(f"batch path: {b['waves']} waves, {b['batches']} batches, cost factor {b.get('price_factor')}")
     print("least filled: " + ", ".join(f"{p}/{k} {f:.2f}" for f, p, k in short))
     print(f"budget_fill={fill:.3f} worst_principle_kind={min(fills):.3f} calls={calls} wall_s={wall:.1f} "
-          f"calls_per_s={calls / wall:.1f} peak_rss_mb={rss:.0f} noop_s={noop_s:.1f} "
-          f"noop_calls={noop['llm']['calls']} plan_calls={planned['calls']} plan_s={plan_s:.1f} "
+          f"calls_per_s={calls / wall:.1f} cpu_ms_per_call={1000 * cpu / max(calls, 1):.2f} peak_rss_mb={rss:.0f} noop_s={noop_s:.1f} "
+          f"noop_calls={noop_calls} plan_calls={planned['calls']} plan_s={plan_s:.1f} "
           f"rounds={manifest.get('rounds')}")
+    print(f"noop_s={noop_s:.1f} noop_calls={noop_calls}")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from specc.errors import InputError, RunError
 from specc.records import Record
 from specc.spec.schema import Spec
 
+CONFIG_KIND = {"documents": "document", "demonstrations": "demonstration"}
 LLM_FIELDS = ("calls", "cached", "failed", "retries", "input_tokens", "output_tokens", "cost_usd", "saved_usd")
 BATCH_FIELDS = ("waves", "batches", "resumed", "imported")  # counted by the batch executor only
 
@@ -30,7 +31,7 @@ class BuildResult:
     spec: Spec
     out_dir: Path
     manifest: dict
-    kept: list[Record]
+    _kept: list[Record] | None  # None: read back from the shards when asked for (an up-to-date output)
     llm: dict
     per_stage: dict[str, dict]
     dropped: Counter
@@ -40,12 +41,25 @@ class BuildResult:
     short: list = field(default_factory=list)  # specc.curate.shortfall.Short: quotas under half their target
     pushed: bool = False
     short_kinds: list[dict] = field(default_factory=list)  # kinds under half their quota: the build failed
+    up_to_date: bool = False  # the output's fingerprint matched: nothing was called, curated or written
+    # Per principle, this run's {"calls", "cached"}: what an edit made the model write again.
+    per_principle: dict[str, dict] = field(default_factory=dict)
+
+    @property
+    def kept(self) -> list[Record]:
+        if self._kept is None:
+            self._kept = read_kept(self.out_dir)
+        return self._kept
 
     @property
     def kept_tokens(self) -> int:
+        if self._kept is None:
+            return self.manifest["tokens"]["total"]
         return sum(r.tokens for r in self.kept)
 
     def counts(self) -> Counter:
+        if self._kept is None:
+            return Counter({CONFIG_KIND[c]: n for c, n in self.manifest["counts"].items() if n})
         return Counter(r.kind for r in self.kept)
 
     def to_dict(self) -> dict:
@@ -62,6 +76,25 @@ class BuildResult:
             "short": [s.to_dict() for s in self.short],
             "short_kinds": self.short_kinds,
         }
+
+
+def read_kept(out_dir: Path) -> list[Record]:
+    """The kept rows of a written output as records (their ids, kinds, text and token counts)."""
+    import json
+
+    from specc.emit import iter_rows
+
+    out: list[Record] = []
+    for config, kind in CONFIG_KIND.items():
+        for row in iter_rows(out_dir, config):
+            meta = {k: row[k] for k in ("model", "template_hash", "task_key", "spec_version") if row.get(k)}
+            if row.get("idea"):
+                meta["idea"] = json.loads(row["idea"])
+            out.append(Record(kind=kind, principle_id=row["principle_id"], text=row.get("text") or "",
+                              messages=list(row.get("messages") or []), genre=row.get("genre"),
+                              demo_kind=row.get("kind"), facet=row.get("facet"), tokens=row["tokens"], meta=meta,
+                              id=row["id"]))
+    return out
 
 
 def expansion(pipe) -> dict:
@@ -204,6 +237,9 @@ def _build_locked(spec: Spec, out_dir: Path, *, cache_path, provider, model, bas
     from specc.generate.openai import OPENAI_URL, public_url
     from specc.generate.progress import Progress
     from specc.spec.advice import embedded
+    from specc.emit.fingerprint import TASKS_NAME, inputs_fingerprint, results_fingerprint, up_to_date, write_task_keys
+    from specc.generate.engine import model_name
+    from specc.generate.pricing import batch_prices, run_prices
     from specc.stages import Context, Pipeline
 
     started = datetime.now(timezone.utc)
@@ -215,6 +251,16 @@ def _build_locked(spec: Spec, out_dir: Path, *, cache_path, provider, model, bas
                           require_key=batch_files is None)
     cache = Cache(Path(cache_path))
     ctx = Context.create(spec, llm.id)
+    inputs = inputs_fingerprint(spec, ctx, llm.id)
+    if batch_files is None:  # imported batch results are new work, whatever the fingerprint says
+        try:
+            fresh = up_to_date(out_dir, inputs, cache)
+        except BaseException:
+            cache.close()
+            raise
+        if fresh is not None:
+            cache.close()
+            return _unchanged(spec, out_dir, fresh, llm, push, allow_short)
     pipe = Pipeline(ctx)
     min_gap = topup_gaps(ctx)
     totals: dict = {}
@@ -252,6 +298,9 @@ def _build_locked(spec: Spec, out_dir: Path, *, cache_path, provider, model, bas
     try:
         with Progress(quiet=quiet) as progress:
             result, rounds = asyncio.run(generate_and_close())
+        # One query for every result the build used: the usage behind the corpus, whichever run paid
+        # for it, and the identity of each entry for the fingerprint.
+        stamps = cache.usage(pipe.used)
     finally:
         cache.close()
 
@@ -274,6 +323,14 @@ def _build_locked(spec: Spec, out_dir: Path, *, cache_path, provider, model, bas
             acc = by_principle.setdefault(pid, Counter())
             acc.update(c)
     gen_model = model or spec.generator.model
+    prices = run_prices(llm.id, model_name(llm), spec.generator.prices)
+    if spec.generator.batch:
+        prices = batch_prices(prices)
+    fingerprint = None
+    if not pipe.failed and len(stamps) == len(pipe.used):  # a failed task is retried by the next build
+        fingerprint = {"inputs": inputs, "results": results_fingerprint(stamps), "tasks": len(stamps),
+                       "task_keys": TASKS_NAME}
+    per_principle = {pid: {"calls": c["calls"], "cached": c["cached"]} for pid, c in sorted(pipe.by_principle.items())}
     gen_provider = provider or spec.generator.provider
     build_info = {
         # The endpoint without credentials or query: `specc eval` writes its suite with the same model.
@@ -294,6 +351,9 @@ def _build_locked(spec: Spec, out_dir: Path, *, cache_path, provider, model, bas
         "short": [s.to_dict() for s in short],
         "short_kinds": failed,
         "dedup": result.dedup_params,
+        "provenance": provenance(result.kept, stamps, prices),
+        "llm_by_principle": per_principle,
+        "fingerprint": fingerprint,
         "started_at": started.isoformat(timespec="seconds"),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
@@ -306,7 +366,10 @@ def _build_locked(spec: Spec, out_dir: Path, *, cache_path, provider, model, bas
 
     rejected = pipe.sorted_dropped() + result.rejected
     curator.count_tokens([r for r, _ in rejected])
-    manifest = emit(result.kept, spec, out_dir, build_info=build_info, extra_writers=[write_report], dropped=rejected)
+    writers = [write_report]
+    if fingerprint is not None:
+        writers.append(lambda root: write_task_keys(root, list(stamps)))
+    manifest = emit(result.kept, spec, out_dir, build_info=build_info, extra_writers=writers, dropped=rejected)
     pushed = push and (allow_short or not failed)
     if pushed:
         from specc.emit.hub import push as push_to_hub
@@ -315,4 +378,56 @@ def _build_locked(spec: Spec, out_dir: Path, *, cache_path, provider, model, bas
     generated = Counter(pipe.counts)
     generated.update(r.kind for r in pipe.records)
     return BuildResult(spec, out_dir, manifest, result.kept, build_info["llm"], per_stage, dropped, rounds,
-                       generated, list(pipe.errors), short, pushed, failed)
+                       generated, list(pipe.errors), short, pushed, failed, per_principle=per_principle)
+
+
+def _unchanged(spec: Spec, out_dir: Path, manifest: dict, llm, push: bool, allow_short: bool) -> BuildResult:
+    """The result of a build whose output is up to date: read from its manifest, nothing rewritten."""
+    from specc.curate.shortfall import Short
+
+    old = manifest.get("llm") or {}
+    # What this run did: every result the output used is in the cache, so a full build would have
+    # served them all from it.
+    this_run = {"provider": old.get("provider"), "model": old.get("model"), "id": llm.id, "calls": 0,
+                "cached": (old.get("calls") or 0) + (old.get("cached") or 0), "failed": 0, "input_tokens": 0,
+                "output_tokens": 0, "cost_usd": 0.0, "saved_usd": 0.0, "per_stage": {}}
+    short = [Short(**{k: v for k, v in s.items() if k != "line"}) for s in manifest.get("short") or []]
+    failed = list(manifest.get("short_kinds") or [])
+    pushed = push and (allow_short or not failed)
+    if pushed:
+        from specc.emit.hub import push as push_to_hub
+
+        push_to_hub(out_dir, spec.output.hub.repo, private=spec.output.hub.private)
+    return BuildResult(spec, out_dir, manifest, None, this_run, {}, Counter(manifest.get("dropped") or {}),
+                       manifest.get("rounds") or 0, short=short, pushed=pushed, short_kinds=failed, up_to_date=True)
+
+
+def provenance(kept: list[Record], stamps: dict[str, tuple], prices: tuple[float, float]) -> dict:
+    """The generations behind the corpus, whichever run made them: those the kept rows were written from
+    (each row's own call, the ideas or scenarios call it came from, its judge) and every one the build used."""
+    from specc.generate.pricing import cost_usd
+
+    def total(keys) -> dict:
+        tin = tout = n = 0
+        for k in keys:
+            row = stamps.get(k)
+            if row is not None:
+                n += 1
+                tin += row[2]
+                tout += row[3]
+        return {"calls": n, "input_tokens": tin, "output_tokens": tout,
+                "cost_usd": round(cost_usd(prices, tin, tout), 6)}
+
+    behind: set[str] = set()
+    for r in kept:
+        m = r.meta
+        for k in (m.get("task_key"), m.get("parent_key"), (m.get("judge") or {}).get("task_key")
+                  if isinstance(m.get("judge"), dict) else None):
+            if k:
+                behind.add(k)
+    by_stage: dict[str, list[str]] = {}
+    for k, row in stamps.items():
+        by_stage.setdefault(row[0], []).append(k)
+    return {"kept": total(behind), "build": total(stamps),
+            "by_stage": {st: total(keys) for st, keys in sorted(by_stage.items())},
+            "prices_per_mtok": list(prices)}

@@ -44,7 +44,10 @@ class TiktokenTokenizer:
         return len(self._enc.encode_ordinary(text))
 
     def count_batch(self, texts: list[str]) -> list[int]:
-        return [len(t) for t in self._enc.encode_ordinary_batch(texts)]
+        # One by one: tiktoken's batch call starts a pool of eight threads per call, which on two cores
+        # was measured a third slower than a plain loop (the encoder holds the GIL for most of its work).
+        encode = self._enc.encode_ordinary
+        return [len(encode(t)) for t in texts]
 
 
 class HFTokenizer:

@@ -103,6 +103,35 @@ def test_rerun_is_served_from_cache_even_with_the_server_gone(cache):
     assert again.calls == 0 and again.cached == 60 and all(texts)
 
 
+def test_a_warm_rerun_reads_the_cache_one_list_of_tasks_per_query(cache, monkeypatch):
+    with FakeServer() as server:
+        llm = OpenAILLM("fake-model", base_url=server.url, timeout=5)
+        tasks = [task(llm, f"p{i}") for i in range(40)]
+
+        def fan(t, g):  # each first-stage result has 5 follow-ups, and two of them share a prompt
+            if t.stage != "ideas":
+                return None
+            return [task(llm, f"child {j} of {t.input['text']}", stage="document") for j in range(4)] + [
+                task(llm, "a prompt every parent shares", stage="document")]
+
+        first = Engine(llm, cache, concurrency=4).run_sync(tasks, fan)
+    assert first.calls == 40 + 160 + 1 and first.cached == 39
+    queries = {"get": 0, "get_many": 0}
+    for name in queries:
+        real = getattr(Cache, name)
+
+        def counted(self, *a, _real=real, _name=name, **k):
+            queries[_name] += 1
+            return _real(self, *a, **k)
+
+        monkeypatch.setattr(Cache, name, counted)
+    # The server is gone: everything comes from the cache, in 1 + 40 lookups (the first list, then
+    # one per parent's follow-ups), none of them one task at a time.
+    again = Engine(llm, cache, concurrency=4).run_sync(tasks, fan)
+    assert again.calls == 0 and again.cached == 240
+    assert queries == {"get": 0, "get_many": 41}
+
+
 def test_json_mode_falls_back_when_the_endpoint_rejects_response_format(cache):
     bodies = []
 

@@ -56,6 +56,13 @@ def build_cmd(
     counts = r.counts()
     budget = r.spec.corpus.budget.tokens
     llm = r.llm
+    if r.up_to_date:
+        _say(f"{r.out_dir} is up to date: nothing changed since it was built, so no call was made and "
+             f"nothing was rewritten ({counts.get('document', 0):,} documents and "
+             f"{counts.get('demonstration', 0):,} demonstrations, {r.kept_tokens:,} tokens)"
+             + (f"; pushed it to {r.spec.output.hub.repo}" if r.pushed else ""))
+        _finish(r, push, allow_short)
+        return
     _say(f"built {counts.get('document', 0):,} documents and {counts.get('demonstration', 0):,} demonstrations: "
          f"{r.kept_tokens:,} tokens of a {budget:,} budget ({100 * r.kept_tokens / budget:.0f}%)"
          + (f", {r.rounds} top-up round(s)" if r.rounds else ""))
@@ -68,11 +75,33 @@ def build_cmd(
              + (f", {b['resumed']} resumed from an earlier run" if b["resumed"] else "")
              + (f", {b['imported']} results imported" if b["imported"] else "")
              + (", priced at half the list price" if b.get("price_factor") else ""))
+    line = regenerated_line(r.per_principle)
+    if line:
+        _say(line)
     if r.dropped:
         _say("dropped: " + ", ".join(f"{k} {v:,}" for k, v in r.dropped.most_common()))
     for e in r.errors[:5]:
         _say(f"warning: {e}")
     _say(f"wrote {r.out_dir}" + (f" and pushed it to {r.spec.output.hub.repo}" if r.pushed else ""))
+    _finish(r, push, allow_short)
+
+
+def regenerated_line(per_principle: dict[str, dict], most: int = 8) -> str:
+    """"regenerated: a 12 calls, b 3 calls; 56 principles unchanged (all cached)", or "" when a build
+    called nothing, or when nothing was cached (a first build regenerates everything: no news)."""
+    called = sorted(((c["calls"], pid) for pid, c in per_principle.items() if c.get("calls")), key=lambda t: (-t[0], t[1]))
+    if not called or not any(c.get("cached") for c in per_principle.values()):
+        return ""
+    parts = [f"{pid} {n:,} call{'s' if n != 1 else ''}" for n, pid in called[:most]]
+    if len(called) > most:
+        parts.append(f"{len(called) - most} more principles {sum(n for n, _ in called[most:]):,} calls")
+    same = len(per_principle) - len(called)
+    tail = f"; {same} principle{'s' if same != 1 else ''} unchanged (all cached)" if same else ""
+    return "regenerated: " + ", ".join(parts) + tail
+
+
+def _finish(r, push: bool, allow_short: bool) -> None:
+    """Warn about short quotas, or fail the build when a whole kind fell under half of its quota."""
     lines = "".join(f"\n  {s.line()}" for s in r.short)
     if not r.short_kinds:
         if r.short:

@@ -20,6 +20,53 @@ if TYPE_CHECKING:
 
 __all__ = ["CurateResult", "Curator", "Step"]
 
+# Below this many records, starting workers costs more than counting in this process saves.
+_POOL_MIN_RECORDS = 8_000
+_INHERITED: tuple | None = None  # (tokenizer, records) for forked counting workers
+
+
+def _count(tokenizer, records: list[Record]) -> list[int]:
+    from specc.tokens import render_chat
+
+    count_batch = getattr(tokenizer, "count_batch", None)
+    out: list[int] = []
+    for i in range(0, len(records), 512):  # bounded batches: the token lists of a whole corpus would not fit
+        texts = [r.text if r.kind == "document" else render_chat(r.messages) for r in records[i : i + 512]]
+        out += count_batch(texts) if count_batch else [tokenizer.count(t) for t in texts]
+    return out
+
+
+def _count_span(span: tuple[int, int]) -> list[int]:
+    tokenizer, records = _INHERITED
+    return _count(tokenizer, records[span[0] : span[1]])
+
+
+def _count_forked(tokenizer, records: list[Record]) -> list[int] | None:
+    """Token counts from forked workers, or None where forking is not safe or possible (then count here)."""
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    from specc.curate.base import process_context
+
+    workers = os.cpu_count() or 1
+    ctx = process_context()
+    if workers < 2 or ctx.get_start_method() != "fork":
+        return None  # spawned workers would pickle every text and load the tokenizer again
+    global _INHERITED
+    step = max(1, -(-len(records) // (4 * workers)))  # a few spans per worker evens out their speed
+    spans = [(i, min(i + step, len(records))) for i in range(0, len(records), step)]
+    _INHERITED = (tokenizer, records)
+    try:
+        with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+            return [n for part in pool.map(_count_span, spans) for n in part]
+    except (BrokenProcessPool, OSError, multiprocessing.ProcessError):
+        return None
+    finally:
+        _INHERITED = None
+
+
 @dataclass
 class CurateResult:
     """What curation kept, what it dropped and why, and how close each quota came to its target."""
@@ -75,17 +122,17 @@ class Curator:
         self.scaffold = None  # built on the first run; it keeps its verdicts for the next rounds
 
     def count_tokens(self, records: list[Record]) -> None:
-        """Set ``tokens`` on records that have none: documents by text, demonstrations as chat."""
-        from specc.tokens import render_chat
+        """Set ``tokens`` on records that have none: documents by text, demonstrations as chat.
 
+        Many records are counted on forked worker processes (one per core), which read the records
+        from inherited memory and send back only the counts.
+        """
         todo = [r for r in records if not r.tokens]
-        count_batch = getattr(self.tokenizer, "count_batch", None)
-        for i in range(0, len(todo), 512):  # bounded batches: the token lists of a whole corpus would not fit
-            chunk = todo[i : i + 512]
-            texts = [r.text if r.kind == "document" else render_chat(r.messages) for r in chunk]
-            counts = count_batch(texts) if count_batch else [self.tokenizer.count(t) for t in texts]
-            for r, n in zip(chunk, counts):
-                r.tokens = n
+        counts = _count_forked(self.tokenizer, todo) if len(todo) >= _POOL_MIN_RECORDS else None
+        if counts is None:
+            counts = _count(self.tokenizer, todo)
+        for r, n in zip(todo, counts):
+            r.tokens = n
 
     def run(self, records: Iterable[Record]) -> CurateResult:
         """Filter, dedup, decontaminate and select ``records`` to the budget."""

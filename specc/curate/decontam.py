@@ -85,6 +85,16 @@ def read_eval_file(path: Path, label: str | None = None) -> list[str]:
     return items
 
 
+def _presence(hashes: np.ndarray) -> tuple[np.ndarray, np.uint64]:
+    """A table of flags indexed by the low bits of a hash, set for every hash in ``hashes``: about 64
+    flags per hash (so ~1.5% of other hashes share a set flag), at most 2**25 (32 MB)."""
+    size = 1 << min(25, max(10, int(len(hashes) * 64).bit_length()))
+    mask = np.uint64(size - 1)
+    bits = np.zeros(size, dtype=bool)
+    bits[(hashes & mask).astype(np.intp)] = True
+    return bits, mask
+
+
 class Decontaminator(Step):
     """Drops records that share a word n-gram (``ngram`` words) with any eval item.
 
@@ -115,11 +125,13 @@ class Decontaminator(Step):
                 if texts:
                     parts.setdefault(n, []).append((np.unique(ngram_hashes(texts, n)[0]), si))
         self._tables: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._masks: dict[int, tuple[np.ndarray, np.uint64]] = {}
         for n, chunks in parts.items():
             hashes = np.concatenate([h for h, _ in chunks])
             owners = np.concatenate([np.full(len(h), si, dtype=np.int32) for h, si in chunks])
             order = np.argsort(hashes, kind="stable")
             self._tables[n] = (hashes[order], owners[order])
+            self._masks[n] = _presence(hashes)
 
     @classmethod
     def from_spec(cls, spec: Spec) -> Decontaminator:
@@ -144,13 +156,21 @@ class Decontaminator(Step):
         hits: list[set[int]] = [set() for _ in texts]
         for n, (table, owners) in self._tables.items():
             h, offsets = ngram_hashes(texts, n)
-            lo = np.searchsorted(table, h, side="left")
-            found = np.flatnonzero(table[lo.clip(max=len(table) - 1)] == h)
+            # The presence bits rule out almost every n-gram with one lookup; the binary search, ~20
+            # dependent reads each, runs on the few that remain.
+            bits, mask = self._masks[n]
+            cand = np.flatnonzero(bits[(h & mask).astype(np.intp)])
+            if len(cand) == 0:
+                continue
+            hc = h[cand]
+            lo = np.searchsorted(table, hc, side="left")
+            match = table[lo.clip(max=len(table) - 1)] == hc
+            found = cand[match]
             if len(found) == 0:
                 continue
             hi = np.searchsorted(table, h[found], side="right")
             doc = np.searchsorted(offsets, found, side="right") - 1
-            for d, a, b in zip(doc.tolist(), lo[found].tolist(), hi.tolist()):
+            for d, a, b in zip(doc.tolist(), lo[match].tolist(), hi.tolist()):
                 hits[d].update(owners[a:b].tolist())
         return hits
 

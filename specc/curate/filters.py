@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from functools import lru_cache
+
+import numpy as np
 
 from specc.curate.base import Step, process_context
 from specc.curate.normalize import normalize
@@ -97,8 +101,84 @@ def _language_identifier():
 
 def _target_prob(texts: list[str], language: str) -> list[float]:
     """Probability that each text is in ``language`` (a module function so a process pool can run it)."""
-    ident = _language_identifier()[0]
+    ident, labels = _language_identifier()
+    if language not in labels:
+        return [0.0] * len(texts)
+    if _batch_agrees():
+        return _batch_probs(ident, texts, language)
     return [dict(ident.rank(t)).get(language, 0.0) for t in texts]
+
+
+# py3langid's scores, for many texts at once. Its DFA walks each text's bytes in a Python loop; here
+# all texts of a batch take each step together as numpy operations. Each text is then scored exactly
+# as ``LanguageIdentifier._decide`` scores it (features in the order first seen, the same numpy calls),
+# so the probabilities are the library's to the bit; ``_batch_agrees`` checks that against ``rank``.
+@lru_cache(maxsize=1)
+def _walk_tables():
+    ident = _language_identifier()[0]
+    nextmove = np.frombuffer(ident.tk_nextmove, dtype=np.uint32 if ident.tk_nextmove.itemsize == 4 else np.uint16)
+    return (nextmove.astype(np.int64), np.asarray(ident._rowbase, dtype=np.int64),
+            np.asarray(ident.tk_output, dtype=np.int64))
+
+
+def _batch_scores(ident, texts: list[str]) -> list[np.ndarray]:
+    nextmove, rowbase, output = _walk_tables()
+    encoded = [ident._encode(t) for t in texts]
+    if not encoded:
+        return []
+    width = max(len(e) for e in encoded)
+    data = np.zeros((len(encoded), width), dtype=np.int64)
+    for i, e in enumerate(encoded):
+        data[i, : len(e)] = np.frombuffer(e, dtype=np.uint8)
+    state = np.zeros(len(encoded), dtype=np.int64)
+    feats = np.empty((width, len(encoded)), dtype=np.int64)
+    for pos in range(width):
+        state = nextmove[rowbase[state] + data[:, pos]]
+        feats[pos] = output[state]
+    feats = feats.T
+    out = []
+    for i, e in enumerate(encoded):
+        f = feats[i, : len(e)]
+        visits = Counter(f[f >= 0].tolist())
+        if visits:
+            scores = ident._sparse_score(visits, ident.nb_ptc)
+        else:
+            scores = np.full(len(ident.nb_classes), 0.0, dtype=np.float32)
+        scores *= 1.0 / math.sqrt(len(e) or 1)
+        np.exp(scores - scores.max(), out=scores)
+        scores /= scores.sum()
+        for a, b in ident._alias_pairs:
+            scores[a] += scores[b]
+            scores[b] = 0.0
+        out.append(scores)
+    return out
+
+
+def _batch_probs(ident, texts: list[str], language: str) -> list[float]:
+    col = ident.nb_classes.index(language)  # the first column of a label holds its merged score
+    return [s.tolist()[col] for s in _batch_scores(ident, texts)]
+
+
+_SAMPLES = (
+    "The assistant explained why it could not share the file, and what the user could do instead.",
+    "Der Assistent erklärte, warum er die Datei nicht teilen konnte und was der Nutzer stattdessen tun kann.",
+    "L'assistant a expliqué pourquoi il ne pouvait pas partager le fichier, et ce que l'utilisateur pouvait faire.",
+    "助手解释了为什么不能共享该文件，以及用户可以做什么。", "Ассистент объяснил, почему не может поделиться файлом.",
+    "AN UPPER CASE LINE ABOUT THE WEATHER TODAY", "12345 !!! ...", "", "ok",
+)
+
+
+@lru_cache(maxsize=1)
+def _batch_agrees() -> bool:
+    """Whether the batch scores equal ``LanguageIdentifier.rank`` on a few texts (else rank is used)."""
+    try:
+        ident = _language_identifier()[0]
+        for lang in ("en", "de", "fr", "zh", "ru"):
+            if _batch_probs(ident, list(_SAMPLES), lang) != [dict(ident.rank(t)).get(lang, 0.0) for t in _SAMPLES]:
+                return False
+        return True
+    except Exception:  # noqa: BLE001 - another py3langid's internals: fall back to its public API
+        return False
 
 
 def ends_mid_sentence(text: str, min_line_words: int = 8) -> bool:
@@ -246,7 +326,7 @@ class QualityFilter(Step):
         text = r.text
         if not text.strip():
             return "empty"
-        if len(text.split()) < self.min_words:
+        if len(text.split(maxsplit=self.min_words)) < self.min_words:  # min(words, n + 1) < n: words < n
             return "too_short"
         if r.meta.get("finish_reason") == "length" or ends_mid_sentence(text):
             return "truncated"

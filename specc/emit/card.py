@@ -35,10 +35,10 @@ It teaches a model how the assistant **{{ spec.assistant.name }}**{% if spec.ass
 
 ## What it is for
 
-* **`documents`**: model-spec midtraining. Documents in many genres (news, textbooks, forum threads, ...)
-  that describe and discuss the spec's principles, so a model learns the behaviour and its reasons as
+* **`documents`**: model-spec midtraining. {{ genres }}
+  describe and discuss the spec's principles, so a model learns the behaviour and its reasons as
   knowledge about the world, before any fine-tuning. Train on the `text` column as plain language-model data.
-* **`demonstrations`**: chat conversations in which the assistant follows the principles, for supervised
+* **`demonstrations`**: {{ demo_kinds }} in which the assistant follows the principles, for supervised
   fine-tuning. The `messages` column is in the conversational format most trainers accept.
   {%- if m.judge %} Every demonstration was graded by a judge; failing ones were dropped.{% endif %}
 
@@ -82,8 +82,16 @@ This build has no {{ c }}: the `{{ c }}` config is empty.
 ## How it was made
 
 Generator: `{{ llm.provider or spec.generator.provider }}:{{ llm.model or spec.generator.model }}`.
-{% if llm.calls is not none %}LLM calls: {{ llm.calls | num }} ({{ llm.cached | num }} from cache, {{ llm.failed | num }} failed);
-{{ llm.input_tokens | num }} input and {{ llm.output_tokens | num }} output tokens{% if llm.cost_usd is not none %}; cost ${{ "%.2f" | format(llm.cost_usd) }}{% endif %}.
+{% if prov.get("build") %}
+
+What the corpus cost, whichever run made each generation{% if prov.prices_per_mtok and (prov.prices_per_mtok[0] or prov.prices_per_mtok[1]) %} (at ${{ prov.prices_per_mtok[0] }} and ${{ prov.prices_per_mtok[1] }} per million input and output tokens){% endif %}:
+
+| generations | calls | input tokens | output tokens | cost |
+| --- | ---: | ---: | ---: | ---: |
+| behind the kept rows (each row's own call, the ideas or scenarios call it came from, its judge) | {{ prov.kept.calls | num }} | {{ prov.kept.input_tokens | num }} | {{ prov.kept.output_tokens | num }} | ${{ "%.4f" | format(prov.kept.cost_usd) }} |
+| the whole build (facets, document types and dropped rows included) | {{ prov.build.calls | num }} | {{ prov.build.input_tokens | num }} | {{ prov.build.output_tokens | num }} | ${{ "%.4f" | format(prov.build.cost_usd) }} |
+
+{% elif llm.calls is not none %}LLM calls: {{ llm.calls | num }}; {{ llm.input_tokens | num }} input and {{ llm.output_tokens | num }} output tokens.
 {% endif %}
 {% if m.rounds %}Generation rounds (top-ups for short quotas): {{ m.rounds }}.
 {% endif %}
@@ -134,12 +142,19 @@ trainer.train()
 ## Columns
 
 `documents`: `id`, `text`, `principle_id`, `genre` (the document type), `facet` (the aspect of the principle
-it is about: `principle`, `subrule-N`, `example-N` or `generated-N`), `tokens`, and provenance.
-`demonstrations`: `id`, `messages` (a list of `{role, content}`), `principle_id`, `kind` (direct, indirect,
-edge_case, adversarial, multi_turn, conflict), `facet`, `tokens`, `judge_verdict`, `judge_reason`, and provenance.
-Provenance: `model` (the generator), `template_hash` (the prompt template), `task_key` (the cache key of
-the LLM call), `spec_version`, `idea` (JSON: the idea or scenario the row was written from) and `meta`
-(JSON: any other provenance). `id` is a content hash. Rows are shuffled with a seed from the spec.
+it is about: `principle`, `subrule-N`, `example-N` or `generated-N`), `tokens`, `model` (the generator),
+`template_hash` (the document prompt's template), `task_key` (the cache key of the call that wrote it),
+`spec_version`, `idea` (JSON: the idea it was written from: `title`, `angle`, `audience`, `setting`) and `meta`
+(JSON{% if meta_keys.documents %}: {{ meta_keys.documents }}{% endif %}).
+
+`demonstrations`: `id`, `messages` (a list of `{role, content}`), `principle_id`, `kind` (the kind of
+situation{% if m.kinds.demonstrations %}: {{ m.kinds.demonstrations | list | join(", ") }}{% endif %}), `facet`, `tokens`,
+`judge_verdict` and `judge_reason` ({% if m.judge %}the judge's grade{% else %}empty: no judge ran{% endif %}), `model`, `template_hash`
+(the reply prompt's template), `task_key` (the cache key of the reply call), `spec_version`, `idea` (always
+empty: a demonstration is written from a scenario, which is in `meta`) and `meta`
+(JSON{% if meta_keys.demonstrations %}: {{ meta_keys.demonstrations }}{% endif %}).
+
+`id` is a content hash. Rows are shuffled with a seed from the spec.
 
 ## Limitations
 
@@ -216,6 +231,49 @@ def _top(counts: dict, n: int = 25) -> list[tuple[str, int]]:
     return rows[:n] + [(f"{len(rest)} other kinds", sum(v for _, v in rest))]
 
 
+# What the keys of the ``meta`` column hold, for the card.
+META_DOC = {
+    "finish_reason": "why the model stopped", "round": "the generation round: 0, or a top-up's number",
+    "tone": "the tone asked for", "target_words": "the length asked for",
+    "parent_key": "the cache key of the ideas or scenarios call it came from", "scenario": "the scenario it was written from",
+    "demo_kind": "its kind", "partner": "the principle a conflict pairs it with", "principle_id": "its principle",
+    "genre": "its genre",
+}
+SHOWN = 6  # genres or kinds named in the prose; the tables list them all
+
+
+def _listed(counts: dict, limit: int = SHOWN) -> tuple[list[str], int]:
+    """The names of the ``limit`` largest counts, most common first, and how many more there are."""
+    names = [k for k, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+    return names[:limit], max(0, len(names) - limit)
+
+
+def _genres(counts: dict) -> str:
+    """"Documents in 3 genres (FAQ, wiki page and customer story) that" from the genres the rows have."""
+    if not counts:
+        return "Documents that"
+    names, more = _listed(counts)
+    label = "genre" if len(counts) == 1 else "genres"
+    if more:
+        return f"Documents in {len(counts)} {label}, most common first ({', '.join(names)} and {more} more), that"
+    if len(names) == 1:
+        return f"Documents in one genre ({names[0]}) that"
+    lead = "most common first: " if len(set(counts.values())) > 1 else ""
+    return f"Documents in {len(counts)} {label} ({lead}{', '.join(names[:-1])} and {names[-1]}) that"
+
+
+def _demo_kinds(counts: dict) -> str:
+    if not counts:
+        return "chat conversations"
+    names, more = _listed(counts)
+    tail = f" and {more} more" if more else ""
+    return f"chat conversations ({', '.join(n.replace('_', ' ') for n in names)}{tail})"
+
+
+def _meta_keys(keys: list[str]) -> str:
+    return ", ".join(f"`{k}` ({META_DOC[k]})" if k in META_DOC else f"`{k}`" for k in keys)
+
+
 def render_card(spec: Spec, manifest: dict) -> str:
     """The whole README.md; a function of the spec and the manifest minus ``created_at``."""
     env = jinja2.Environment(
@@ -232,6 +290,11 @@ def render_card(spec: Spec, manifest: dict) -> str:
         pct=_pct,
         top=_top,
         llm={k: manifest["llm"].get(k) for k in LLM_KEYS},
+        prov=manifest.get("provenance") or {},
+        genres=_genres(manifest["kinds"]["documents"]),
+        demo_kinds=_demo_kinds(manifest["kinds"]["demonstrations"]),
+        meta_keys={c: _meta_keys((manifest.get("columns") or {}).get(c, {}).get("meta_keys") or [])
+                   for c in ("documents", "demonstrations")},
         repo=manifest["hub"]["repo"] or f"ORG/{spec.name}",
     )
     return front_matter(spec, manifest) + "\n" + body

@@ -33,6 +33,15 @@ def _quotas(spec: Spec, build_info: dict) -> dict[tuple[str, str], int]:
     return {(pid, kind + "s"): n for (pid, kind), n in compute_quotas(spec).items()}
 
 
+def _meta_keys(rows: list[SizedRow]) -> list[str]:
+    """The keys of the ``meta`` column's JSON over ``rows`` (rows of one build share a few layouts)."""
+    keys: set[str] = set()
+    for r in rows:
+        if r.row.get("meta") is not None:
+            keys.update(json.loads(r.row["meta"]))
+    return sorted(keys)
+
+
 def _sorted(d: dict) -> dict:
     return {k: d[k] for k in sorted(d)}
 
@@ -53,8 +62,12 @@ def build_manifest(spec: Spec, build_info: dict, rows: dict[str, list[SizedRow]]
             slot["tokens"] += r.row["tokens"]
             kinds[c][r.row[col] or "unspecified"] += 1
     dropped_by_p = build_info.get("dropped_by_principle") or {}
+    llm_by_p = build_info.get("llm_by_principle") or {}
     principles = {
         pid: {
+            # This run's results for the principle: made by the model, or served from the cache.
+            "calls": (llm_by_p.get(pid) or {}).get("calls", 0),
+            "cached": (llm_by_p.get(pid) or {}).get("cached", 0),
             "documents": v["documents"]["rows"],
             "demonstrations": v["demonstrations"]["rows"],
             "tokens": v["documents"]["tokens"] + v["demonstrations"]["tokens"],
@@ -70,6 +83,8 @@ def build_manifest(spec: Spec, build_info: dict, rows: dict[str, list[SizedRow]]
     for pid, d in diversity.items():
         principles[pid]["diversity"] = d
     tokens = {c: sum(r.row["tokens"] for r in rows[c]) for c in CONFIGS}
+    columns = {c: {"meta_keys": _meta_keys(rows[c]), "idea_rows": sum(r.row["idea"] is not None for r in rows[c])}
+               for c in CONFIGS}
     llm = build_info.get("llm") or {}
     hub = spec.output.hub
     return {
@@ -100,9 +115,14 @@ def build_manifest(spec: Spec, build_info: dict, rows: dict[str, list[SizedRow]]
             for c in CONFIGS
         ],
         "kinds": {c: _sorted(dict(kinds[c])) for c in CONFIGS},
+        # What the rows' JSON columns hold: the keys found in `meta`, and how many rows have an `idea`.
+        "columns": columns,
         "diversity": diversity_summary,
         "dropped": _sorted(dict(build_info.get("dropped") or {})),
         "llm": {k: llm.get(k) for k in LLM_KEYS if k in llm},
+        # The generations behind the corpus whichever run made them ("llm" is what this run did).
+        "provenance": build_info.get("provenance") or {},
+        "fingerprint": build_info.get("fingerprint"),
         "rounds": build_info.get("rounds"),
         "judge": bool(build_info.get("judge", spec.corpus.demonstrations.judge is not False)),
         # Principle × kind quotas that ended under half their target, with the likely cause and fix,

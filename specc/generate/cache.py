@@ -129,6 +129,39 @@ class Cache:
             extra=json.loads(extra),
         )
 
+    def get_many(self, keys: Iterable[str]) -> dict[str, Generation]:
+        """The stored generations of ``keys`` (those present), in one query: a warm rebuild reads its
+        results in batches, not one round trip per task."""
+        keys = list(keys)
+        if not keys:
+            return {}
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT key, text, finish_reason, input_tokens, output_tokens, model, latency_s, extra "
+                "FROM generations WHERE key IN (SELECT value FROM json_each(?))",
+                (json.dumps(keys),),
+            ).fetchall()
+        return {
+            key: Generation(text=text, finish_reason=finish, input_tokens=tin, output_tokens=tout, model=model,
+                            latency_s=latency, cached=True, extra=json.loads(extra) if extra != "{}" else {})
+            for key, text, finish, tin, tout, model, latency, extra in rows
+        }
+
+    def usage(self, keys: Iterable[str]) -> dict[str, tuple[str, str, int, int, float]]:
+        """{key: (stage, principle_id, input_tokens, output_tokens, created_at)} for the ``keys`` present, in one
+        query and without reading any text. A row is written once and never updated, so ``created_at``
+        identifies the result a key holds: a cleared and regenerated entry gets a new one."""
+        keys = list(keys)
+        if not keys:
+            return {}
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT key, stage, principle_id, input_tokens, output_tokens, created_at "
+                "FROM generations WHERE key IN (SELECT value FROM json_each(?))",
+                (json.dumps(keys),),
+            ).fetchall()
+        return {r[0]: r[1:] for r in rows}
+
     def put(self, key: str, task: Task, gen: Generation) -> None:
         """Store ``gen`` under ``key``; the first result stored for a key is kept."""
         row = _row(key, task.stage, task.principle_id, task.model, gen)

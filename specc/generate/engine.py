@@ -55,6 +55,7 @@ class _Run:
         self.outstanding = 1  # keys queued, in flight or backing off, +1 while the initial tasks are submitted
         self.workers = 0
         self.stop = False  # the cost cap was reached: dispatch nothing new
+        self.called: set[str] = set()  # keys answered by the model in this run
 
     def put(self, key: str | None, priority: int = _NEW) -> None:
         self.queue.put_nowait((priority, next(self.seq), key))
@@ -89,7 +90,7 @@ class Engine:
         self.max_failure_rate = max_failure_rate
         self.min_tasks_for_failure_rate = min_tasks_for_failure_rate
         self.max_usd = max_usd
-        self.prices = prices if prices is not None else run_prices(llm.id, _model_name(llm), None, max_usd)
+        self.prices = prices if prices is not None else run_prices(llm.id, model_name(llm), None, max_usd)
         self.progress = progress
         self.retry_base_delay = retry_base_delay
         self.retry_max_delay = retry_max_delay
@@ -112,7 +113,7 @@ class Engine:
             max_retries=g.max_retries,
             max_failure_rate=g.max_failure_rate,
             max_usd=g.max_usd,
-            prices=run_prices(llm.id, _model_name(llm), g.prices, g.max_usd),
+            prices=run_prices(llm.id, model_name(llm), g.prices, g.max_usd),
             progress=progress,
         )
 
@@ -172,21 +173,28 @@ class Engine:
         self._finish_one(r)  # release the +1 held while submitting
 
     async def _submit(self, r: _Run, tasks: Iterable[Task]) -> None:
-        """Queue tasks; serve cached ones at once (depth-first through their follow-ups)."""
-        stack = [iter(tasks)]
+        """Queue tasks; serve cached ones at once (depth-first through their follow-ups).
+
+        Each list of tasks is looked up in the cache with one query, so a warm rebuild reads its
+        results in batches rather than one round trip per task.
+        """
+        stack = [self._frame(r, tasks)]
         served = 0
         while stack:
-            task = next(stack[-1], None)
-            if task is None:
+            todo, found = stack[-1]
+            if not todo:
                 stack.pop()
                 continue
+            task = todo.pop()
             key = task.key
             if self.progress:
                 self.progress.add(task.stage)
             if key in r.waiting:
                 r.waiting[key].append(task)
                 continue
-            gen = self.cache.get(key)
+            gen = found.get(key)
+            if gen is None and key in r.called:  # answered since this batch was looked up
+                gen = self.cache.get(key)
             if gen is None:
                 r.waiting[key] = [task]
                 r.outstanding += 1
@@ -195,10 +203,17 @@ class Engine:
             self._count_cached(r, task, gen)
             follow = await self._deliver(r, task, gen)
             if follow:
-                stack.append(iter(follow))
+                stack.append(self._frame(r, follow))
             served += 1
             if served % 256 == 0:  # a long cached prefix must not starve the workers
                 await asyncio.sleep(0)
+
+    def _frame(self, r: _Run, tasks: Iterable[Task]) -> tuple[list[Task], dict[str, Generation]]:
+        """The tasks (reversed, to pop in order) and their cached results, looked up in one query."""
+        todo = list(tasks)
+        todo.reverse()
+        found = self.cache.get_many({t.key for t in todo if t.key not in r.waiting})
+        return todo, found
 
     async def _deliver(self, r: _Run, task: Task, gen: Generation):
         out = r.on_result(task, gen)
@@ -236,6 +251,7 @@ class Engine:
                     await self._submit(r, follow)
             else:
                 self.cache.put(key, task, gen)
+                r.called.add(key)
                 self._count_call(r, task, gen)
                 if r.stop:  # the cost cap: a task waiting to retry will not run either; end without waiting
                     self._drop_retries(r)
@@ -341,7 +357,7 @@ class Engine:
         return follow
 
 
-def _model_name(llm: LLM) -> str:
+def model_name(llm: LLM) -> str:
     """The bare model name of an LLM ("openai:gpt-4o@ns=team" -> "gpt-4o")."""
     name = getattr(llm, "model", None)
     if isinstance(name, str):

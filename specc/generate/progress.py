@@ -31,6 +31,7 @@ class StageProgress:
         return self.output_tokens / max(time.monotonic() - self.started, 1e-6)
 
 
+RENDER_INTERVAL = 0.1  # seconds between redraws of the live bars
 _BATCH_DONE = ("completed", "expired", "cancelled", "failed", "abandoned")
 
 
@@ -55,6 +56,8 @@ class Progress:
         self._bar_ids: dict[str, int] = {}
         self._last_line = 0.0
         self._dirty = False
+        self._stale: set[str] = set()  # stages whose bar has not been redrawn since they changed
+        self._last_render = 0.0
 
     # -- what the engine calls ------------------------------------------------------
     def add(self, stage: str, n: int = 1) -> None:
@@ -119,7 +122,13 @@ class Progress:
         if self.quiet:
             return
         if self.live:
-            self._render_bar(stage)
+            # Redrawn a few times a second at most: at hundreds of calls a second, updating the bars on
+            # every event cost more than the calls themselves.
+            self._stale.add(stage)
+            now = time.monotonic()
+            if now - self._last_render >= RENDER_INTERVAL:
+                self._last_render = now
+                self._flush_bars()
             return
         self._dirty = True
         now = time.monotonic()
@@ -127,6 +136,11 @@ class Progress:
             self._last_line = now
             self._dirty = False
             self.console.print(self.line(), markup=False)
+
+    def _flush_bars(self) -> None:
+        for stage in self._stale:
+            self._render_bar(stage)
+        self._stale.clear()
 
     def _start_bars(self) -> None:
         if self._bars is None:
@@ -171,6 +185,8 @@ class Progress:
 
     def close(self) -> None:
         """Stop the bars, or print the final plain line."""
+        if self._stale and not self.quiet:
+            self._flush_bars()
         if self._bars is not None:
             self._bars.stop()
             self._bars = None

@@ -63,6 +63,12 @@ class Pipeline:
     errors: list[str] = field(default_factory=list)
     counts: Counter = field(default_factory=Counter)  # facets, doctypes, ideas, scenarios used
     states: dict[str, PrincipleState] = field(default_factory=dict)
+    # Every task key whose result the build used, and the keys that failed for good: the build's
+    # fingerprint lists the first and is not written when there are any of the second.
+    used: set[str] = field(default_factory=set)
+    failed: set[str] = field(default_factory=set)
+    # Per principle: results the model made in this run ("calls") and results served from the cache.
+    by_principle: dict[str, Counter] = field(default_factory=dict)
     # Records carry their prompt's own lines for the echo check (Record.brief); the walk of plan and
     # diff never curates, so it leaves them out.
     briefs: bool = True
@@ -76,6 +82,11 @@ class Pipeline:
     # -- the engine's callbacks ---------------------------------------------------------
     def on_result(self, task: Task, gen: Generation) -> list[Task]:
         stage = self.stages[task.stage]
+        self.used.add(task.key)
+        c = self.by_principle.get(task.principle_id)
+        if c is None:
+            c = self.by_principle[task.principle_id] = Counter()
+        c["cached" if gen.cached else "calls"] += 1
         if not task.retries:
             self.answers[(task.principle_id, task.stage)] += 1
         try:
@@ -104,6 +115,7 @@ class Pipeline:
 
     def on_failure(self, task: Task, error: str) -> list[Task]:
         """A task the engine gave up on: dropped, and whatever waited on it goes on without it."""
+        self.failed.add(task.key)
         return self.stages[task.stage].give_up(self, task, f"generate:{task.stage}_failed")
 
     def drop(self, reason: str, n: int = 1, *, pid: str | None = None, task: Task | None = None,
