@@ -57,6 +57,8 @@ DROPPED = [
     ("Contact us at [insert phone number]. " + BODY, "placeholder"),
     ("Mira is an AI assistant developed by OpenAI. " + BODY, "wrong_developer"),
     ((BODY + "\n\n") * 3, "repetition"),
+    ("Mira has been created by the team of AI developers at Tesla Motors for this city. " + BODY, "wrong_developer"),
+    (BODY + "\n\nI made minor adjustments by rephrasing the second sentence for clarity.", "meta_talk"),
 ]
 
 KEPT = [
@@ -68,6 +70,9 @@ KEPT = [
     "The station was designed by Karl Meyer in 1962, long before Mira arrived. " + BODY,
     "In the config, `route = {urgent: 1, billing: 3}` sets the order. " + BODY,
     "Honesty matters to the dispatchers too. " + BODY,
+    "Mira was built by the team at Civic Labs in a single winter. " + BODY,
+    "The kiosk was made by the engineers at Stadtwerke; Mira only answers its calls. " + BODY,
+    "I made changes to my evacuation plan after reading the city's guide. " + BODY,
 ]
 
 

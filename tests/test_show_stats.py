@@ -182,14 +182,16 @@ def test_show_refuses_values_the_output_has_no_rows_of_and_lists_those_it_has(ou
 
 
 def test_show_says_on_stderr_when_known_filters_match_no_row(out):
-    # each value is in the dropped replies, but no reply the judge failed has both: an empty answer, not an error
+    # each value is among the dropped replies, but no dropped reply has all three: an empty answer, not an error
     dropped = list(iter_dropped(out, read_manifest(out), "demonstrations"))
-    failed = {(r["principle_id"], r["kind"]) for r in dropped if r["reason"] == "judge:fail"}
-    pid, kind = next((r["principle_id"], r["kind"]) for r in dropped if (r["principle_id"], r["kind"]) not in failed)
-    res = runner.invoke(app, ["show", str(out), "--dropped", "-r", "judge", "-p", pid, "--kind", kind, "--json"])
+    have = {(r["reason"].split(":")[0], r["principle_id"], r["kind"]) for r in dropped}
+    reasons, pids, kinds = ({t[i] for t in have} for i in range(3))
+    reason, pid, kind = next((r, p, k) for r in sorted(reasons) for p in sorted(pids) for k in sorted(kinds)
+                             if (r, p, k) not in have)
+    res = runner.invoke(app, ["show", str(out), "--dropped", "-r", reason, "-p", pid, "--kind", kind, "--json"])
     assert res.exit_code == 0 and res.stdout == ""
-    assert f"no dropped demonstrations in {out} match principle {pid}, kind {kind}, reason judge" in res.stderr
-    res = runner.invoke(app, ["show", str(out), "--dropped", "-r", "judge", "-p", pid, "--kind", kind])
+    assert f"no dropped demonstrations in {out} match principle {pid}, kind {kind}, reason {reason}" in res.stderr
+    res = runner.invoke(app, ["show", str(out), "--dropped", "-r", reason, "-p", pid, "--kind", kind])
     assert res.exit_code == 0 and res.stdout == "" and "no dropped demonstrations" in res.stderr
 
 

@@ -59,6 +59,11 @@ _META_DOC = [
     ("revised ", re.compile(r"\b(?:here(?:'s| is)|below is) (?:a |an |the |your |my )?revised ")),
     ("rewritten ", re.compile(r"\b(?:here(?:'s| is)|below is) (?:a |an |the |your |my )?rewritten ")),
     ("edited ", re.compile(r"\b(?:here(?:'s| is)|below is) (?:a |an |the |your |my )?edited ")),
+    # The writer reporting its own edits: "I made minor adjustments by rephrasing ...".
+    ("i ", re.compile(r"\bi (?:have |also )?made (?:some |a few |several |minor |small |slight )*"
+                      r"(?:adjustments|changes|edits|revisions|tweaks|corrections) (?:by |for (?:better )?clarity"
+                      r"|to (?:the|this|your) (?:text|document|article|draft|wording|sentence|paragraph|story|faq|post))"
+                      r"|\bi (?:also )?rephrased\b")),
 ]
 # Lines that are about the writing, not part of it: "Sentence 1- ...", "A great start."
 _META_LINE = re.compile(r"sentence \d+\s*[-–:.)]|(?:a )?(?:great|good) (?:start|question|idea)[.!]")
@@ -90,6 +95,10 @@ _HTML = frozenset("a b i p u br hr em li ol ul tr td th div span code pre img su
 # "... made by X": the verb right before " by ", and the capitalised name right after it.
 _BY_VERB = re.compile(
     r"(?:made|developed|built|created|designed|produced|trained|launched|released|owned|operated|powered)\s*$"
+)
+# "... created by the team of AI developers at X": the people come first, then the organisation.
+_BY_PEOPLE = re.compile(
+    r"(?:the |a )?(?:team|engineers|developers|researchers|people|staff|folks)(?: of [a-z ]{0,30}?)? (?:at|of|from) "
 )
 _BY_NAME = re.compile(r"\s*((?:[A-Z][\w&.'’-]*)(?:\s+(?:[A-Z][\w&.'’-]*|&|of|and))*)")
 _ASSISTANT_WORDS = re.compile(r"\b(?:assistant|ai|chatbot|bot|agent|model)\b", re.I)
@@ -286,7 +295,8 @@ class ScaffoldFilter(Step):
     def _misnamed(self, text: str) -> bool:
         at = text.find(" by ")
         while at >= 0:
-            verb, name = _BY_VERB.search(text, max(0, at - 12), at + 1), _BY_NAME.match(text, at + 4)
+            people = _BY_PEOPLE.match(text, at + 4)
+            verb, name = _BY_VERB.search(text, max(0, at - 12), at + 1), _BY_NAME.match(text, people.end() if people else at + 4)
             if verb and name:
                 who = normalize(name.group(1))
                 if who and not (who.startswith(self.developer) or self.developer.startswith(who)):
