@@ -132,15 +132,7 @@ class Cache:
     def get_many(self, keys: Iterable[str]) -> dict[str, Generation]:
         """The stored generations of ``keys`` (those present), in one query: a warm rebuild reads its
         results in batches, not one round trip per task."""
-        keys = list(keys)
-        if not keys:
-            return {}
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT key, text, finish_reason, input_tokens, output_tokens, model, latency_s, extra "
-                "FROM generations WHERE key IN (SELECT value FROM json_each(?))",
-                (json.dumps(keys),),
-            ).fetchall()
+        rows = self._rows("key, text, finish_reason, input_tokens, output_tokens, model, latency_s, extra", keys)
         return {
             key: Generation(text=text, finish_reason=finish, input_tokens=tin, output_tokens=tout, model=model,
                             latency_s=latency, cached=True, extra=json.loads(extra) if extra != "{}" else {})
@@ -151,16 +143,18 @@ class Cache:
         """{key: (stage, principle_id, input_tokens, output_tokens, created_at)} for the ``keys`` present, in one
         query and without reading any text. A row is written once and never updated, so ``created_at``
         identifies the result a key holds: a cleared and regenerated entry gets a new one."""
+        rows = self._rows("key, stage, principle_id, input_tokens, output_tokens, created_at", keys)
+        return {r[0]: r[1:] for r in rows}
+
+    def _rows(self, columns: str, keys: Iterable[str]) -> list[tuple]:
+        """``columns`` of the generations stored under ``keys``, in one query (the keys travel as one JSON array)."""
         keys = list(keys)
         if not keys:
-            return {}
+            return []
         with self._lock:
-            rows = self._db.execute(
-                "SELECT key, stage, principle_id, input_tokens, output_tokens, created_at "
-                "FROM generations WHERE key IN (SELECT value FROM json_each(?))",
-                (json.dumps(keys),),
+            return self._db.execute(
+                f"SELECT {columns} FROM generations WHERE key IN (SELECT value FROM json_each(?))", (json.dumps(keys),)
             ).fetchall()
-        return {r[0]: r[1:] for r in rows}
 
     def put(self, key: str, task: Task, gen: Generation) -> None:
         """Store ``gen`` under ``key``; the first result stored for a key is kept."""
