@@ -14,6 +14,7 @@ the plan's stub model and the build all run one piece of code per stage:
 from __future__ import annotations
 
 import hashlib
+from abc import ABC, abstractmethod
 from dataclasses import replace
 from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
 
@@ -81,7 +82,7 @@ def stub_words(seed: str, n: int) -> str:
     return " ".join("w" + w for w in out[:n])
 
 
-class Stage(Generic[In, Out]):
+class Stage(ABC, Generic[In, Out]):
     """One stage of the expansion; subclasses set ``name`` and implement render, parse, children and stub."""
 
     name: ClassVar[str]
@@ -90,17 +91,17 @@ class Stage(Generic[In, Out]):
     retry_instruction: ClassVar[str] = JSON_AGAIN
     lists: ClassVar[bool] = False  # the answer is a list (facets, document types, ideas, scenarios)
 
-    def render(self, ctx: Context, p: Principle, inp: In) -> Task:
-        raise NotImplementedError
+    @abstractmethod
+    def render(self, ctx: Context, p: Principle, inp: In) -> Task: ...
 
-    def parse(self, ctx: Context, task: Task, gen: Generation) -> Out:
-        raise NotImplementedError
+    @abstractmethod
+    def parse(self, ctx: Context, task: Task, gen: Generation) -> Out: ...
 
-    def children(self, pipe: Pipeline, task: Task, result: Out) -> list[Task]:
-        raise NotImplementedError
+    @abstractmethod
+    def children(self, pipe: Pipeline, task: Task, result: Out) -> list[Task]: ...
 
-    def stub(self, ctx: Context, task: Task) -> str:
-        raise NotImplementedError
+    @abstractmethod
+    def stub(self, ctx: Context, task: Task) -> str: ...
 
     def retry(self, ctx: Context, task: Task, gen: Generation, failure: ParseFailure) -> Task | None:
         """After an unusable answer: once with more room if it was cut off, once with the error shown."""
