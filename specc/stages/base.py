@@ -42,6 +42,13 @@ class Input(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+class TextResult(BaseModel):
+    """A stage's answer that is one piece of text (a document, a reply), and why the model stopped."""
+
+    text: str
+    finish_reason: str = "stop"
+
+
 def retry_with_error(task: Task, answer: str, failure: ParseFailure, instruction: str) -> Task | None:
     """Once: the same task with the model's answer and the parse error appended, so it can fix it."""
     if "parse" in task.retries:

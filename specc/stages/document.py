@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel
 
 from specc.generate.base import Generation
 from specc.plan.sizing import LENGTHS, WORDS_SHARE
 from specc.records import Record, Task, sha256_hex
 from specc.spec.schema import Principle
-from specc.stages.base import Input, Stage, prompt_of, retry_longer, retry_with_error, stub_words
+from specc.stages.base import Input, Stage, TextResult, prompt_of, retry_longer, retry_with_error, stub_words
 from specc.stages.context import Context, max_tokens_for
 from specc.stages.items import Facet
 from specc.stages.parsing import Idea, parse_document
@@ -24,9 +23,7 @@ class DocumentInput(Input):
     parent_key: str = ""  # the ideas task it came from
 
 
-class DocumentResult(BaseModel):
-    text: str
-    finish_reason: str = "stop"
+DocumentResult = TextResult
 
 
 class DocumentStage(Stage[DocumentInput, DocumentResult]):

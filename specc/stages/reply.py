@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel
 
 from specc.generate.base import Generation, Message
 from specc.records import Record, Task, sha256_hex
 from specc.spec.schema import Principle
-from specc.stages.base import Input, Stage, prompt_of, retry_longer, retry_with_error, stub_words
+from specc.stages.base import Input, Stage, TextResult, prompt_of, retry_longer, retry_with_error, stub_words
 from specc.stages.context import Context, max_tokens_for
 from specc.stages.items import Facet
 from specc.stages.parsing import Scenario, parse_reply
@@ -22,9 +21,7 @@ class ReplyInput(Input):
     parent_key: str = ""  # the scenarios task it came from
 
 
-class ReplyResult(BaseModel):
-    text: str
-    finish_reason: str = "stop"
+ReplyResult = TextResult
 
 
 def demo_meta(ctx: Context, pid: str, inp, *, task_key: str, template_hash: str, finish_reason: str | None) -> dict:
