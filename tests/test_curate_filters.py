@@ -156,21 +156,31 @@ def test_counts_drops_by_reason_and_principle(qf):
     assert step.drops == {("empty", "honesty"): 1, ("too_short", "honesty"): 1, ("no_assistant_turn", "honesty"): 1}
 
 
-def test_language_checks_on_a_process_pool_match_serial(monkeypatch):
+def test_batched_language_checks_decide_as_the_library_does(monkeypatch):
+    """Sparse batch scores are rechecked exactly near the threshold: every decision is py3langid's own."""
     import specc.curate.filters as filters
 
     monkeypatch.setattr(filters, "_LANG_BATCH", 20)
     monkeypatch.setattr(filters, "_LANG_CHUNK", 4)
-    german = (
-        "Ava sagt offen, wenn sie etwas nicht weiß, und erklärt dann, wo man eine verlässliche Antwort findet. "
-        "Das Team hat lange darüber gesprochen, ob ein Modell lieber raten sollte, und sich dagegen entschieden."
-    )
-    rng = random.Random(2)
-    records = [doc(german if i % 7 == 0 else synth.document(rng, 80)) for i in range(70)]
-    serial = QualityFilter(assistant_name="Ava", min_words=10, workers=1)
-    pooled = QualityFilter(assistant_name="Ava", min_words=10, workers=2)
-    assert [r.id for r in pooled(records)] == [r.id for r in serial(records)]
-    assert pooled.drops == serial.drops == {("wrong_language", "honesty"): 10}
+    english = synth.document(random.Random(5), 120).split()
+    german = ("Ava sagt offen wenn sie etwas nicht weiß und erklärt dann wo man eine verlässliche Antwort findet "
+              "das Team hat lange darüber gesprochen ob ein Modell lieber raten sollte").split() * 2
+    # From all English to all German, word by word: the probabilities sweep through every threshold.
+    texts = [" ".join(german[:k] + english[: 40 - k]) for k in range(0, 41)] + ["", "ok", "12345 !!!"]
+    ident = filters._language_identifier()[0]
+    exact = [dict(ident.rank(t)).get("en", 0.0) for t in texts]
+    fast = filters._target_prob(texts, "en", near=0.5)
+    assert max(abs(a - b) for a, b in zip(exact, fast)) < 1e-4
+    assert any(0.05 < p < 0.95 for p in exact)  # the sweep crosses the middle
+    for near in (0.05, 0.5, *exact[10:30]):  # a threshold equal to a text's own probability is the hardest case
+        probs = filters._target_prob(texts, "en", near=near)
+        assert [p < near for p in probs] == [p < near for p in exact]
+    records = [doc("Ava: " + t + ".") for t in texts[:41]]
+    step = QualityFilter(assistant_name="Ava", min_words=10, lang_min_prob=0.5)
+    kept = {r.id for r in step(records)}
+    one_by_one = {r.id for r in records if dict(ident.rank(step._language_window(r))).get("en", 0.0) >= 0.5}
+    assert {reason for reason, _ in step.drops} == {"wrong_language"}
+    assert kept == one_by_one and 0 < len(kept) < len(records)
 
 
 def test_one_placeholder_definition_serves_parsing_and_filtering():

@@ -212,3 +212,47 @@ def test_dedup_can_be_disabled_and_bad_eval_file_fails_at_construction(tmp_path)
     (tmp_path / "bad.jsonl").write_text("{}\n")
     with pytest.raises(InputError, match="bad.jsonl:1"):
         Curator(make_spec(tmp_path, ["bad.jsonl"]))
+
+
+def test_forked_analysis_and_one_process_give_the_same_result(corpus, monkeypatch):
+    import specc.curate as curate
+    import specc.curate.base as base
+
+    spec, records, planted, result = corpus
+    fresh = [Record(**{**r.__dict__, "tokens": 0}) for r in records]
+    monkeypatch.setattr(curate, "_POOL_MIN_RECORDS", 50)  # the small corpus goes to worker processes
+    monkeypatch.setattr(curate, "_CHUNK", 64)  # and each worker takes several chunks
+    spawned = []
+    real = base.map_spans
+
+    def spy(fn, items, *, min_items):
+        spawned.append(len(items) >= min_items and base.workers() > 1 and base.process_context().get_start_method())
+        return real(fn, items, min_items=min_items)
+
+    monkeypatch.setattr(base, "map_spans", spy)
+    forked = Curator(spec).run(fresh)
+    assert spawned == ["fork"] or base.workers() < 2
+    assert [r.id for r in forked.kept] == [r.id for r in result.kept]
+    assert [r.tokens for r in forked.kept] == [r.tokens for r in result.kept]
+    assert forked.to_dict() == result.to_dict()
+    assert [(r.id, why) for r, why in forked.rejected] == [(r.id, why) for r, why in result.rejected]
+
+
+def test_a_second_round_analyses_only_its_new_records(tmp_path, monkeypatch):
+    import specc.curate.base as base
+
+    records, _ = build_corpus(tmp_path)
+    spec = make_spec(tmp_path, ["eval.jsonl"])
+    first, later = records[: len(records) // 2], records[len(records) // 2 :]
+    curator = Curator(spec)
+    curator.run(first)
+    analysed = []
+    real = base.map_spans
+    monkeypatch.setattr(base, "map_spans", lambda fn, items, *, min_items: analysed.append(len(items)) or real(
+        fn, items, min_items=min_items))
+    again = curator.run(first + later)
+    seen = {r.id for r in first}
+    assert analysed == [sum(r.id not in seen for r in later)]
+    clean = Curator(spec).run([Record(**{**r.__dict__, "tokens": 0}) for r in records])
+    assert [r.id for r in again.kept] == [r.id for r in clean.kept]
+    assert again.to_dict() == clean.to_dict()

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-
 from typing import TYPE_CHECKING
 
 from specc.curate.base import Step
@@ -20,9 +19,10 @@ if TYPE_CHECKING:
 
 __all__ = ["CurateResult", "Curator", "Step"]
 
-# Below this many records, starting workers costs more than counting in this process saves.
-_POOL_MIN_RECORDS = 8_000
-_INHERITED: tuple | None = None  # (tokenizer, records) for forked counting workers
+# Below this many new records, starting workers costs more than analysing them in this process saves.
+_POOL_MIN_RECORDS = 2_000
+# Records analysed at once in one process: bounds the normalised copies held in memory.
+_CHUNK = 4_096
 
 
 def _count(tokenizer, records: list[Record]) -> list[int]:
@@ -34,37 +34,6 @@ def _count(tokenizer, records: list[Record]) -> list[int]:
         texts = [r.text if r.kind == "document" else render_chat(r.messages) for r in records[i : i + 512]]
         out += count_batch(texts) if count_batch else [tokenizer.count(t) for t in texts]
     return out
-
-
-def _count_span(span: tuple[int, int]) -> list[int]:
-    tokenizer, records = _INHERITED
-    return _count(tokenizer, records[span[0] : span[1]])
-
-
-def _count_forked(tokenizer, records: list[Record]) -> list[int] | None:
-    """Token counts from forked workers, or None where forking is not safe or possible (then count here)."""
-    import multiprocessing
-    import os
-    from concurrent.futures import ProcessPoolExecutor
-    from concurrent.futures.process import BrokenProcessPool
-
-    from specc.curate.base import process_context
-
-    workers = os.cpu_count() or 1
-    ctx = process_context()
-    if workers < 2 or ctx.get_start_method() != "fork":
-        return None  # spawned workers would pickle every text and load the tokenizer again
-    global _INHERITED
-    step = max(1, -(-len(records) // (4 * workers)))  # a few spans per worker evens out their speed
-    spans = [(i, min(i + step, len(records))) for i in range(0, len(records), step)]
-    _INHERITED = (tokenizer, records)
-    try:
-        with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-            return [n for part in pool.map(_count_span, spans) for n in part]
-    except (BrokenProcessPool, OSError, multiprocessing.ProcessError):
-        return None
-    finally:
-        _INHERITED = None
 
 
 @dataclass
@@ -119,20 +88,52 @@ class Curator:
         # Built now so a missing or malformed eval file fails before any work is done.
         self.decontam = Decontaminator.from_spec(spec)
         self.quotas = compute_quotas(spec)
-        self.scaffold = None  # built on the first run; it keeps its verdicts for the next rounds
+        self.scaffold = None  # built on the first run
+        # What each step learnt about each record (Step.known), kept across rounds: a top-up round
+        # curates every earlier record again, unchanged, and only its new records are analysed.
+        self._known: dict[str, dict] = {"exact_dedup": {}, "near_dedup": {}}
+        self._analysed: set[str] = set()
 
     def count_tokens(self, records: list[Record]) -> None:
-        """Set ``tokens`` on records that have none: documents by text, demonstrations as chat.
-
-        Many records are counted on forked worker processes (one per core), which read the records
-        from inherited memory and send back only the counts.
-        """
+        """Set ``tokens`` on records that have none: documents by text, demonstrations as chat."""
         todo = [r for r in records if not r.tokens]
-        counts = _count_forked(self.tokenizer, todo) if len(todo) >= _POOL_MIN_RECORDS else None
-        if counts is None:
-            counts = _count(self.tokenizer, todo)
-        for r, n in zip(todo, counts):
+        for r, n in zip(todo, _count(self.tokenizer, todo)):
             r.tokens = n
+
+    def analyse(self, records: list[Record], steps: list[Step]) -> None:
+        """Count tokens and compute every step's facts for the records not analysed before.
+
+        The work is per record, so big inputs are split over forked workers (one per core) that read
+        the records from inherited memory and send back only counts, reasons, digests and signatures.
+        Each text is normalised once for every step that compares text.
+        """
+        from specc.curate.base import Normalised, map_spans
+
+        todo = [r for r in records if r.id not in self._analysed]
+        if not todo:
+            return
+        for step in steps:
+            step.prepare()  # models and tables loaded once, here, for every worker to inherit
+        tokenizer = self.tokenizer
+
+        def facts(span: list[Record]) -> list[tuple]:
+            out = []
+            for i in range(0, len(span), _CHUNK):
+                chunk = span[i : i + _CHUNK]
+                texts = Normalised(chunk)
+                out.append((_count(tokenizer, chunk), [step.facts(chunk, texts) for step in steps]))
+            return out
+
+        at = 0
+        for counts, found in map_spans(facts, todo, min_items=_POOL_MIN_RECORDS):
+            chunk = todo[at : at + len(counts)]
+            at += len(counts)
+            for r, n in zip(chunk, counts):
+                r.tokens = r.tokens or n
+            for step, step_facts in zip(steps, found):
+                if step_facts is not None:
+                    step.known.update(zip((r.id for r in chunk), step_facts))
+            self._analysed.update(r.id for r in chunk)
 
     def run(self, records: Iterable[Record]) -> CurateResult:
         """Filter, dedup, decontaminate and select ``records`` to the budget."""
@@ -143,7 +144,6 @@ class Curator:
         # Sorted first so every "keep the first" rule keeps the same record whatever order
         # generation finished in.
         ordered = sorted(records, key=lambda r: (r.id, r.principle_id))
-        self.count_tokens(ordered)  # once, in batches: the stages leave it to curation
         # Counters start from zero on every run; the loaded eval tables are reused.
         if self.scaffold is None:
             self.scaffold = ScaffoldFilter.from_spec(self.spec)
@@ -151,10 +151,13 @@ class Curator:
             step.drops, step.kind_drops, step.rejected = Counter(), Counter(), []
         self.decontam.by_source = Counter()
         steps: list[Step] = [self.filter, self.scaffold]
-        near = NearDedup(**self._near_args)
+        near = NearDedup(**self._near_args, workers=1)  # the analysis spreads its work, not the step
         if self.dedup:
-            steps += [ExactDedup(), near]
+            exact = ExactDedup()
+            exact.known, near.known = self._known["exact_dedup"], self._known["near_dedup"]
+            steps += [exact, near]
         steps.append(self.decontam)
+        self.analyse(ordered, steps)  # tokens and per-record facts, once per record
         budget = BudgetSelector(
             self.quotas, tolerance=self.tolerance, seed=self.spec.corpus.seed, count=self.count_tokens
         )

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from specc.curate.base import Step
+from specc.curate.base import Normalised, Step
 from specc.curate.normalize import ngram_hashes, normalize
 from specc.errors import InputError
 from specc.records import Record
@@ -20,6 +20,7 @@ HOLDOUT_SOURCE = "holdout examples"
 _JSON_SUFFIXES = {".jsonl", ".ndjson", ".json"}
 _FIELDS = ("text", "prompt", "messages")
 _BATCH = 256
+_CHUNK_CHARS = 600_000
 # An eval item of a few words ("Yes, I can.") would match ordinary prose everywhere and
 # empty the corpus; items this short are too generic to leak a benchmark, so they are skipped.
 MIN_ITEM_WORDS = 6
@@ -153,6 +154,16 @@ class Decontaminator(Step):
 
     def contaminated(self, texts: list[str]) -> list[set[int]]:
         """For each normalised text, the indices of the sources it overlaps (empty when clean)."""
+        hits: list[set[int]] = []
+        lo = size = 0
+        for i, t in enumerate(texts):  # in chunks of about _CHUNK_CHARS: the hash arrays stay cache-sized
+            size += len(t) + 1
+            if size >= _CHUNK_CHARS or i == len(texts) - 1:
+                hits += self._contaminated(texts[lo : i + 1])
+                lo, size = i + 1, 0
+        return hits
+
+    def _contaminated(self, texts: list[str]) -> list[set[int]]:
         hits: list[set[int]] = [set() for _ in texts]
         for n, (table, owners) in self._tables.items():
             h, offsets = ngram_hashes(texts, n)
@@ -177,8 +188,17 @@ class Decontaminator(Step):
     def filter(self, record: Record) -> bool | tuple[bool, str]:
         return next(self._check([record]))
 
+    def facts(self, records: list[Record], texts: Normalised) -> list[tuple[int, ...]] | None:
+        """The eval sources each record overlaps (empty when clean)."""
+        if not self._tables:
+            return None
+        return [tuple(sorted(h)) for h in self.contaminated(texts.content)]
+
     def _check(self, batch: list[Record]) -> Iterator[bool | tuple[bool, str]]:
-        hits = self.contaminated([normalize(r.content) for r in batch]) if self._tables else [set()] * len(batch)
+        missing = [r for r in batch if r.id not in self.known] if self._tables else []
+        if missing:
+            self.known.update(zip((r.id for r in missing), self.facts(missing, Normalised(missing))))
+        hits = [self.known[r.id] for r in batch] if self._tables else [()] * len(batch)
         for found in hits:
             if found:
                 for si in found:

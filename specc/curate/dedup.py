@@ -12,9 +12,8 @@ import hashlib
 from collections.abc import Iterable, Iterator
 
 import numpy as np
-from specc.curate.base import Step
-from specc.curate.minhash import EMPTY, lsh_params, p_detect, signatures
-from specc.curate.normalize import normalize
+from specc.curate.base import Normalised, Step
+from specc.curate.minhash import EMPTY, lsh_params, p_detect, permutations, signatures
 from specc.records import Record
 
 
@@ -31,14 +30,19 @@ class ExactDedup(Step):
         super().__init__()
         self._seen: dict[str, set[bytes]] = {}
 
+    def facts(self, records: list[Record], texts: Normalised) -> list[tuple[bytes, bytes]]:
+        """Each record's key: the digest of its normalised text, and of its first user turn."""
+        return [(_digest(c), _digest(p) if r.kind == "demonstration" else b"")
+                for r, c, p in zip(records, texts.content, texts.prompt)]
+
     def filter(self, record: Record) -> bool | tuple[bool, str]:
-        key = _digest(normalize(record.content))
+        found = self.known.get(record.id)
+        key, pkey = found if found is not None else self.facts([record], Normalised([record]))[0]
         seen = self._seen.setdefault(record.kind, set())
         if key in seen:
             return False, "duplicate"
         if record.kind == "demonstration":
             prompts = self._seen.setdefault("prompt", set())
-            pkey = _digest(normalize(record.first_user_turn))
             if pkey in prompts:
                 return False, "duplicate_prompt"
             prompts.add(pkey)
@@ -92,25 +96,44 @@ class NearDedup(Step):
     def filter(self, record: Record) -> bool | tuple[bool, str]:
         raise TypeError("near-duplicate removal needs every record: call the step on an iterable")
 
+    def prepare(self) -> None:
+        permutations(self.num_perm, self.seed)
+
+    def facts(self, records: list[Record], texts: Normalised) -> list[tuple[bytes, bytes]]:
+        """Each record's signature, and its first user turn's (demonstrations only), as raw bytes."""
+        def rows(items: list[str]) -> list[bytes]:
+            if not items:
+                return []
+            return [row.tobytes() for row in signatures(items, self.num_perm, self.ngram, self.seed, self.workers)]
+
+        content = rows(texts.content)
+        demos = [i for i, r in enumerate(records) if r.kind == "demonstration"]
+        prompts = dict(zip(demos, rows([texts.prompt[i] for i in demos])))
+        return [(sig, prompts.get(i, b"")) for i, sig in enumerate(content)]
+
     def __call__(self, records: Iterable[Record]) -> Iterator[Record]:
         records = list(records)
+        missing = [r for r in records if r.id not in self.known]
+        if missing:
+            self.known.update(zip((r.id for r in missing), self.facts(missing, Normalised(missing))))
         keep = np.ones(len(records), dtype=bool)
         # Visited by id so the kept record of a group is the one with the smallest id.
         order = sorted(range(len(records)), key=lambda i: (records[i].id, records[i].principle_id))
         for kind in ("document", "demonstration"):
             idx = [i for i in order if records[i].kind == kind]
-            self._pass(records, idx, keep, lambda r: r.content, "near_duplicate")
+            self._pass(records, idx, keep, 0, "near_duplicate")
             if kind == "demonstration":
                 idx = [i for i in idx if keep[i]]
-                self._pass(records, idx, keep, lambda r: r.first_user_turn, "near_duplicate_prompt")
+                self._pass(records, idx, keep, 1, "near_duplicate_prompt")
         for i, r in enumerate(records):
             if keep[i]:
                 yield r
 
-    def _pass(self, records: list[Record], idx: list[int], keep: np.ndarray, field, reason: str) -> None:
+    def _pass(self, records: list[Record], idx: list[int], keep: np.ndarray, field: int, reason: str) -> None:
         if len(idx) < 2:
             return
-        sig = signatures([field(records[i]) for i in idx], self.num_perm, self.ngram, self.seed, self.workers, raw=True)
+        rows = b"".join(self.known[records[i].id][field] for i in idx)
+        sig = np.frombuffer(rows, dtype=np.uint32).reshape(len(idx), self.num_perm)
         nonempty = (sig != EMPTY).any(axis=1)
         need = self.threshold * self.num_perm
         # The buckets of datasketch's MinHashLSH with these bands and rows, without its per-record

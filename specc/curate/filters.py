@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import math
-import os
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from functools import lru_cache
 
 import numpy as np
 
-from specc.curate.base import Step, process_context
+from specc.curate.base import Step
 from specc.curate.normalize import normalize
 from specc.records import Record
 from specc.spec.schema import Spec
@@ -83,9 +80,9 @@ _LEAK = re.compile(
     r"|\bmy (?:principles|guidelines|instructions) (?:state|say|tell me|instruct me|require me)\b",
     re.IGNORECASE,
 )
-# Language identification dominates the filter's cost; big inputs spread it over processes.
+# Records judged together (the language check is batched), and texts per sparse product.
 _LANG_BATCH = 4096
-_LANG_CHUNK = 256
+_LANG_CHUNK = 1024
 _TERMINAL = set(".!?…\"'”’)]»*_`~>|")
 _DANGLING = set(",;:-–—(")
 
@@ -99,14 +96,31 @@ def _language_identifier():
     return ident, frozenset(ident.labels)
 
 
-def _target_prob(texts: list[str], language: str) -> list[float]:
-    """Probability that each text is in ``language`` (a module function so a process pool can run it)."""
+def _target_prob(texts: list[str], language: str, near: float | None = None) -> list[float]:
+    """Probability that each text is in ``language``.
+
+    With ``near``, the texts are scored together as one sparse product, accurate to about 1e-6,
+    and only those within a factor of two of ``near`` are scored again exactly as py3langid does:
+    a comparison with ``near`` comes out as the library's would, for a fraction of the cost.
+    """
     ident, labels = _language_identifier()
     if language not in labels:
         return [0.0] * len(texts)
-    if _batch_agrees():
-        return _batch_probs(ident, texts, language)
-    return [dict(ident.rank(t)).get(language, 0.0) for t in texts]
+    if not _batch_agrees():
+        return [dict(ident.rank(t)).get(language, 0.0) for t in texts]
+    out: list[float] = []
+    for i in range(0, len(texts), _LANG_CHUNK):
+        chunk = texts[i : i + _LANG_CHUNK]
+        if near is None:
+            out += _batch_probs(ident, chunk, language)
+            continue
+        probs = _fast_probs(ident, *_walk(ident, chunk), language)
+        unsure = [j for j, p in enumerate(probs) if near / 2 <= p <= near * 2]
+        if unsure:
+            for j, p in zip(unsure, _batch_probs(ident, [chunk[j] for j in unsure], language)):
+                probs[j] = p
+        out += probs
+    return out
 
 
 # py3langid's scores, for many texts at once. Its DFA walks each text's bytes in a Python loop; here
@@ -121,30 +135,37 @@ def _walk_tables():
             np.asarray(ident.tk_output, dtype=np.int64))
 
 
-def _batch_scores(ident, texts: list[str]) -> list[np.ndarray]:
+def _walk(ident, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(byte length of each encoded text, the feature seen at each position: ``(width, texts)``, -1 for none)."""
     nextmove, rowbase, output = _walk_tables()
     encoded = [ident._encode(t) for t in texts]
-    if not encoded:
-        return []
-    width = max(len(e) for e in encoded)
-    data = np.zeros((len(encoded), width), dtype=np.int64)
+    lengths = np.array([len(e) for e in encoded], dtype=np.int64)
+    width = int(lengths.max()) if len(encoded) else 0
+    data = np.zeros((width, len(encoded)), dtype=np.int64)
     for i, e in enumerate(encoded):
-        data[i, : len(e)] = np.frombuffer(e, dtype=np.uint8)
+        data[: len(e), i] = np.frombuffer(e, dtype=np.uint8)
     state = np.zeros(len(encoded), dtype=np.int64)
     feats = np.empty((width, len(encoded)), dtype=np.int64)
     for pos in range(width):
-        state = nextmove[rowbase[state] + data[:, pos]]
+        state = nextmove[rowbase[state] + data[pos]]
         feats[pos] = output[state]
-    feats = feats.T
+    feats[np.arange(width)[:, None] >= lengths[None, :]] = -1  # past a text's end
+    return lengths, feats
+
+
+def _batch_scores(ident, texts: list[str]) -> list[np.ndarray]:
+    if not texts:
+        return []
+    lengths, feats = _walk(ident, texts)
     out = []
-    for i, e in enumerate(encoded):
-        f = feats[i, : len(e)]
+    for i, n in enumerate(lengths.tolist()):
+        f = feats[:n, i]
         visits = Counter(f[f >= 0].tolist())
         if visits:
             scores = ident._sparse_score(visits, ident.nb_ptc)
         else:
             scores = np.full(len(ident.nb_classes), 0.0, dtype=np.float32)
-        scores *= 1.0 / math.sqrt(len(e) or 1)
+        scores *= 1.0 / math.sqrt(n or 1)
         np.exp(scores - scores.max(), out=scores)
         scores /= scores.sum()
         for a, b in ident._alias_pairs:
@@ -157,6 +178,35 @@ def _batch_scores(ident, texts: list[str]) -> list[np.ndarray]:
 def _batch_probs(ident, texts: list[str], language: str) -> list[float]:
     col = ident.nb_classes.index(language)  # the first column of a label holds its merged score
     return [s.tolist()[col] for s in _batch_scores(ident, texts)]
+
+
+@lru_cache(maxsize=1)
+def _table32() -> np.ndarray:
+    return _language_identifier()[0].nb_ptc.astype(np.float32)
+
+
+def _fast_probs(ident, lengths: np.ndarray, feats: np.ndarray, language: str) -> list[float]:
+    """The same scores as ``_batch_scores`` from one sparse product over the whole batch (rounding differs)."""
+    from scipy import sparse
+
+    if not len(lengths):
+        return []
+    table = _table32()
+    pos, rows = np.nonzero(feats >= 0)
+    counts = sparse.csr_matrix(
+        (np.ones(len(rows), dtype=np.float32), (rows, feats[pos, rows])), shape=(len(lengths), table.shape[0])
+    )
+    counts.sum_duplicates()
+    np.log1p(counts.data, out=counts.data)
+    scores = np.asarray(counts @ table, dtype=np.float64) + ident.nb_pc
+    scores[np.diff(counts.indptr) == 0] = 0.0  # no feature: every language equally likely
+    scores *= (1.0 / np.sqrt(np.maximum(lengths, 1)))[:, None]
+    scores = np.exp(scores - scores.max(axis=1, keepdims=True))
+    scores /= scores.sum(axis=1, keepdims=True)
+    for a, b in ident._alias_pairs:
+        scores[:, a] += scores[:, b]
+        scores[:, b] = 0.0
+    return scores[:, ident.nb_classes.index(language)].tolist()
 
 
 _SAMPLES = (
@@ -211,10 +261,8 @@ class QualityFilter(Step):
         lang_min_prob: float = 0.05,
         lang_sample_chars: int = 500,
         leak_min_words: int = 8,
-        workers: int | None = None,
     ) -> None:
         super().__init__()
-        self.workers = workers if workers is not None else (os.cpu_count() or 1)
         self.min_words = min_words
         self.min_reply_words = min_reply_words
         self.name_re = (
@@ -250,70 +298,42 @@ class QualityFilter(Step):
         return cls(**args)
 
     def filter(self, record: Record) -> bool | tuple[bool, str]:
-        reason = self._checks(record)
-        if reason is None:
-            window = self._language_window(record)
-            if window is not None and _target_prob([window], self.language)[0] < self.lang_min_prob:
-                reason = "wrong_language"
+        reason = self.known[record.id] if record.id in self.known else self.reasons([record])[0]
         return (False, reason) if reason else True
 
-    def __call__(self, records: Iterable[Record]) -> Iterator[Record]:
-        """Like the base, but language checks run in batches, on worker processes for big inputs.
+    def prepare(self) -> None:
+        if self.check_language and self.language in _language_identifier()[1] and _batch_agrees():
+            _walk_tables()
+            _table32()
 
-        While the workers judge one batch's language, this process runs the other checks on the
-        next batch.
-        """
-        pool = None
-        pending = None
-        batch: list[Record] = []
-        batches = 0
-        try:
-            for record in records:
-                batch.append(record)
-                if len(batch) >= _LANG_BATCH:
-                    batches += 1
-                    if pool is None and batches >= 2 and self.workers > 1:
-                        pool = ProcessPoolExecutor(self.workers, mp_context=process_context())
-                    job = self._start(batch, pool)
-                    if pending is not None:
-                        yield from self._finish(*pending)
-                    pending, batch = job, []
-            job = self._start(batch, pool)
-            if pending is not None:
-                yield from self._finish(*pending)
-            yield from self._finish(*job)
-        finally:
-            if pool is not None:
-                pool.shutdown(cancel_futures=True)
+    def facts(self, records: list[Record], texts=None) -> list[str | None]:
+        return self.reasons(records)
 
-    def _start(self, batch: list[Record], pool: ProcessPoolExecutor | None) -> tuple:
-        reasons = [self._checks(r) for r in batch]
-        windows = {i: w for i, r in enumerate(batch) if reasons[i] is None and (w := self._language_window(r))}
-        texts = list(windows.values())
-        futures = []
-        if pool is not None and len(texts) > _LANG_CHUNK:
-            try:
-                futures = [
-                    pool.submit(_target_prob, texts[i : i + _LANG_CHUNK], self.language)
-                    for i in range(0, len(texts), _LANG_CHUNK)
-                ]
-            except (BrokenProcessPool, RuntimeError):
-                futures = []
-        return batch, reasons, list(windows), texts, futures
-
-    def _finish(self, batch: list[Record], reasons: list, keys: list[int], texts: list[str], futures: list):
-        probs = None
-        if futures:
-            try:
-                probs = [p for f in futures for p in f.result()]
-            except (BrokenProcessPool, OSError):
-                probs = None  # workers could not run here: judge in this process instead
-        if probs is None:
-            probs = _target_prob(texts, self.language)
-        for i, p in zip(keys, probs):
+    def reasons(self, records: list[Record]) -> list[str | None]:
+        """The drop reason of each record (None to keep it): the cheap checks, then language in one batch."""
+        reasons = [self._checks(r) for r in records]
+        windows = {i: w for i, r in enumerate(records) if reasons[i] is None and (w := self._language_window(r))}
+        probs = _target_prob(list(windows.values()), self.language, near=self.lang_min_prob)
+        for i, p in zip(windows, probs):
             if p < self.lang_min_prob:
                 reasons[i] = "wrong_language"
-        for record, reason in zip(batch, reasons):
+        return reasons
+
+    def __call__(self, records: Iterable[Record]) -> Iterator[Record]:
+        """Like the base, but records without a known verdict are judged in batches (language is batched)."""
+        batch: list[Record] = []
+        for record in records:
+            batch.append(record)
+            if len(batch) >= _LANG_BATCH:
+                yield from self._judge(batch)
+                batch = []
+        yield from self._judge(batch)
+
+    def _judge(self, batch: list[Record]) -> Iterator[Record]:
+        todo = [r for r in batch if r.id not in self.known]
+        found = dict(zip((r.id for r in todo), self.reasons(todo))) if todo else {}
+        for record in batch:
+            reason = self.known[record.id] if record.id in self.known else found[record.id]
             if reason is None:
                 yield record
             else:

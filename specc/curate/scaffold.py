@@ -232,8 +232,6 @@ class ScaffoldFilter(Step):
                       if principle_ids else None)
         self.developer = normalize(developer)
         self.assistant = assistant.strip().lower()
-        # Verdicts by record id: a top-up round curates every earlier record again, unchanged.
-        self._seen: dict[str, str | None] = {}
 
     @classmethod
     def from_spec(cls, spec) -> ScaffoldFilter:
@@ -241,11 +239,15 @@ class ScaffoldFilter(Step):
                    assistant=spec.assistant.name)
 
     def filter(self, record: Record) -> bool | tuple[bool, str]:
+        # Verdicts are kept by record id: a top-up round curates every earlier record again, unchanged.
         try:
-            reason = self._seen[record.id]
+            reason = self.known[record.id]
         except KeyError:
-            reason = self._seen[record.id] = self.check(record)
+            reason = self.known[record.id] = self.check(record)
         return (False, reason) if reason else True
+
+    def facts(self, records: list[Record], texts=None) -> list[str | None]:
+        return [self.check(r) for r in records]
 
     def check(self, record: Record) -> str | None:
         """The drop reason for ``record``, or None to keep it."""
