@@ -227,6 +227,28 @@ def build_spec(
                              batch_files=batch_files)
 
 
+class _Threads:
+    """The event loop's default executor, owned here so its idle threads can be stopped.
+
+    Name lookups (and the embedded model) run on that executor, and its threads stay alive after
+    the calls; curation forks workers only in a process without other threads. A fresh executor
+    starts its threads when it is next used, so a top-up round loses nothing.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._new = lambda: ThreadPoolExecutor(thread_name_prefix="asyncio")
+        self.loop = loop
+        self.executor = self._new()
+        loop.set_default_executor(self.executor)
+
+    def stop_idle(self) -> None:
+        old, self.executor = self.executor, self._new()
+        self.loop.set_default_executor(self.executor)
+        old.shutdown(wait=True)  # its threads are idle between rounds: they end at once
+
+
 def _build_locked(spec: Spec, out_dir: Path, *, cache_path, provider, model, base_url, quiet, push, allow_short,
                   llm, batch_files) -> BuildResult:
     from specc.curate import Curator
@@ -270,6 +292,7 @@ def _build_locked(spec: Spec, out_dir: Path, *, cache_path, provider, model, bas
     async def generate():
         # One event loop for every round: providers keep per-loop HTTP clients.
         engine = make_executor(spec, llm, cache, progress, batch_files)
+        threads = _Threads(asyncio.get_running_loop())
         tasks = pipe.first_tasks(0)
         rounds = 0
         while True:
@@ -277,6 +300,7 @@ def _build_locked(spec: Spec, out_dir: Path, *, cache_path, provider, model, bas
                 engine.max_usd = max(cap - totals.get("cost_usd", 0.0), 1e-9)
             stats = await engine.run(tasks, pipe.on_result, pipe.on_failure)
             _add_stats(totals, per_stage, stats)
+            threads.stop_idle()  # a process with threads is not forked: curation would use one core
             result = curator.run(pipe.sorted_records())
             targets = {(q["principle_id"], q["kind"]): q["target"] for q in result.quotas}
             short = worth_topping_up(result.wanting, min_gap, targets)
