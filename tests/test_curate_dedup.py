@@ -156,3 +156,23 @@ def test_near_dedup_demonstrations_on_first_user_turn_and_kinds_apart():
     kept = list(step([d2, d1, other, as_doc]))
     assert [r.id for r in kept] == ["d1", "d3", "x1"]
     assert step.drops == {("near_duplicate_prompt", "q"): 1}
+
+
+def test_visiting_only_bucket_sharers_drops_what_visiting_everyone_drops():
+    """Records whose every band is unique can have no candidate: skipping them changes nothing."""
+
+    class VisitAll(NearDedup):
+        def _bucket_sharers(self, sig, nonempty):
+            return nonempty.copy()
+
+    rng = random.Random(8)
+    base = [synth.document(rng, 120) for _ in range(300)]
+    # Chains of edits at many distances, empty texts and exact copies: candidates of every kind.
+    texts = base + [synth.mutate(rng, base[i % 40], (0.01, 0.05, 0.1, 0.2)[i % 4]) for i in range(160)]
+    texts += ["", "", base[7], base[9]]
+    records = [doc(t, rid=f"r{rng.randrange(10**6):06d}-{i}") for i, t in enumerate(texts)]
+    for threshold in (0.5, 0.8, 0.95):
+        fast, slow = NearDedup(threshold=threshold), VisitAll(threshold=threshold)
+        assert [r.id for r in fast(records)] == [r.id for r in slow(records)]
+        assert fast.duplicate_of == slow.duplicate_of and fast.drops == slow.drops
+        assert fast.duplicate_of  # the comparison is not empty

@@ -153,3 +153,19 @@ def test_the_step_counts_each_reason(step):
     for (reason, _), n in step.drops.items():
         counts[reason] = counts.get(reason, 0) + n
     assert counts == {r: sum(1 for _, x in DROPPED if x == r) for _, r in DROPPED}
+
+
+def test_principle_slugs_are_found_as_whole_hyphenated_words_only():
+    """The set lookup over hyphenated runs finds exactly what the slug regex finds."""
+    import random
+
+    ids = ["honesty", "emergency-first", "user_autonomy", "tone-3", "a-b"]
+    fast = ScaffoldFilter(principle_ids=ids)
+    assert fast.slug_set == {"emergency-first", "user_autonomy", "tone-3", "a-b"}
+    rng = random.Random(3)
+    pieces = ["emergency-first", "user_autonomy", "tone-3", "a-b", "tone-30", "xa-b", "a-bc", "non-emergency-first",
+              "emergency-firstly", "emergency first", "well-known", "(tone-3)", "tone-3.", "-a-b-", "_user_autonomy",
+              "honesty", "über-a-b", "a-b_", "é-tone-3", "tone‐3", "the", "end."]
+    for _ in range(400):
+        low = " ".join(rng.choice(pieces) for _ in range(rng.randint(1, 6)))
+        assert fast._echoes(low, ()) == bool(fast.slug_re.search(low)), low

@@ -141,9 +141,8 @@ class NearDedup(Step):
         # candidates when any band's bytes are equal. The same candidates, a tenth of the time.
         bands = np.ascontiguousarray(sig[:, : self.bands * self.rows]).view(f"V{4 * self.rows}")
         tables: list[dict[bytes, list[int]]] = [{} for _ in range(self.bands)]
-        for pos, i in enumerate(idx):
-            if not nonempty[pos]:
-                continue  # nothing to compare in an empty text
+        for pos in np.flatnonzero(self._bucket_sharers(sig, nonempty)).tolist():
+            i = idx[pos]
             keys = bands[pos].tolist()
             found: set[int] = set()
             for table, key in zip(tables, keys):
@@ -158,3 +157,24 @@ class NearDedup(Step):
             else:
                 for table, key in zip(tables, keys):
                     table.setdefault(key, []).append(pos)
+
+    def _bucket_sharers(self, sig: np.ndarray, nonempty: np.ndarray) -> np.ndarray:
+        """Which non-empty signatures share a band bucket with another one.
+
+        Only these can have a candidate, so only these are visited one by one: a record whose every
+        band is unique is kept, and no other record can ever find it. Bands are compared by a 64-bit
+        hash here; equal bands always hash equal, so a hash collision only adds a record to the visit.
+        """
+        out = np.zeros(len(sig), dtype=bool)
+        rows = np.flatnonzero(nonempty)
+        if len(rows) < 2:
+            return out
+        with np.errstate(over="ignore"):
+            for b in range(self.bands):
+                block = sig[rows, b * self.rows : (b + 1) * self.rows].astype(np.uint64)
+                h = np.zeros(len(rows), dtype=np.uint64)
+                for k in range(self.rows):
+                    h = h * np.uint64(0x100000001B3) + block[:, k]
+                _, inverse, counts = np.unique(h, return_inverse=True, return_counts=True)
+                out[rows[counts[inverse] > 1]] = True
+        return out

@@ -31,6 +31,9 @@ MIN_PIECE_WORDS = 4
 
 _SPLIT = re.compile(r"(?<=[.!?])\s+|\s+[-–—|]\s+|…")
 # Labels of a brief (the default document prompt's) echoed together on one line.
+# Maximal runs of word characters and hyphens (a principle slug is one), and those with a hyphen or underscore.
+_RUN = re.compile(r"[\w-]+")
+_HYPHENATED = re.compile(r"(?<![\w-])[\w-]*[-_][\w-]*")
 _BRIEF_LABEL = re.compile(r"\b(?:title|angle|audience|setting|tone|length|genre|word count)\s*:")
 # Each check is a literal that must occur (a fast substring test) and the pattern that confirms it: one
 # regex with many alternatives costs Python tens of microseconds per document, this a few.
@@ -228,6 +231,9 @@ class ScaffoldFilter(Step):
         # Slug-like ids ("emergency-first") never occur in prose; plain words ("honesty") only count as "id: honesty".
         self.slugs = [p.lower() for p in principle_ids if re.search(r"[-_]", p)]
         self.slug_re = re.compile(rf"(?<![\w-])(?:{'|'.join(map(re.escape, self.slugs))})(?![\w-])") if self.slugs else None
+        # Spec ids are made of word characters and hyphens, so a slug in the text is one whole hyphenated run
+        # of them: one scan for such runs and a set lookup, instead of one substring test per principle.
+        self.slug_set = frozenset(self.slugs) if self.slugs and all(_RUN.fullmatch(x) for x in self.slugs) else None
         self.id_re = (re.compile(rf"\bid\s*[:=]\s*(?:{'|'.join(re.escape(p.lower()) for p in principle_ids)})\b")
                       if principle_ids else None)
         self.developer = normalize(developer)
@@ -271,7 +277,10 @@ class ScaffoldFilter(Step):
     def _echoes(self, low: str, brief: tuple[str, ...]) -> bool:
         if any(lit in low and rx.search(low) for lit, rx in _ECHO):
             return True
-        if self.slug_re is not None and any(s in low for s in self.slugs) and self.slug_re.search(low):
+        if self.slug_set is not None:
+            if ("-" in low or "_" in low) and not self.slug_set.isdisjoint(_HYPHENATED.findall(low)):
+                return True
+        elif self.slug_re is not None and any(s in low for s in self.slugs) and self.slug_re.search(low):
             return True
         if self.id_re is not None and ("id:" in low or "id =" in low) and self.id_re.search(low):
             return True
