@@ -345,7 +345,9 @@ def parse_scenarios(text: str, kind: str) -> tuple[list[Scenario], bool, int]:
 
 # ---------------------------------------------------------------- documents and replies
 
-_DOC = re.compile(r"<document>(.*?)(?:</document>|\Z)", re.S | re.I)
+# What "<document>(.*?)(?:</document>|\Z)" matches, without trying the closing alternatives at every
+# character (20x faster on a long document): runs of anything but "<", or a "<" that opens no closing tag.
+_DOC = re.compile(r"<document>((?:[^<]+|<(?!/document>))*)(?:</document>)?", re.S | re.I)
 _PLAN = re.compile(r"<plan>.*?(?:</plan>|\Z)", re.S | re.I)
 _TAG = re.compile(r"</?(?:document|plan|notes?|thinking|draft|article)>", re.I)
 _PREAMBLE = re.compile(
