@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from functools import lru_cache
 from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -186,9 +187,16 @@ class Idea(BaseModel):
         return normalise(self.title)
 
 
+_WORDS = re.compile(r"\w+")
+
+
+@lru_cache(maxsize=1 << 14)
 def normalise(text: str) -> str:
-    """Lowercase words only: the identity used to drop duplicate ideas and scenarios."""
-    return " ".join(re.findall(r"\w+", text.lower()))
+    """Lowercase words only: the identity used to drop duplicate ideas and scenarios.
+
+    Remembered: an idea's title is normalised for its dedup, its document's seed and brief, and its row.
+    """
+    return " ".join(_WORDS.findall(text.lower()))
 
 
 def _validate_items(items: list, model: type[BaseModel]) -> tuple[list, int]:
