@@ -54,7 +54,7 @@ def forget_output(cache, inputs: str, out_dir: Path) -> None:
 
 
 def known_outputs(cache, inputs: str, exclude: Path) -> list[Path]:
-    """The folders recorded for ``inputs``, most recent first, ``exclude`` left out."""
+    """The folders recorded for ``inputs``, most recent first, but ``exclude`` and any folder inside it or holding it."""
     try:
         with cache.reading() as db:
             db.execute(TABLE)
@@ -63,7 +63,9 @@ def known_outputs(cache, inputs: str, exclude: Path) -> list[Path]:
     except sqlite3.Error:
         return []
     exclude = Path(exclude).absolute()
-    return [Path(p) for (p,) in rows if Path(p) != exclude][:MAX_CANDIDATES]
+    # Never one folder inside the other: the copy is written beside its target.
+    return [Path(p) for (p,) in rows
+            if not (exclude.is_relative_to(p) or Path(p).is_relative_to(exclude))][:MAX_CANDIDATES]
 
 
 def copy_up_to_date(cache, inputs: str, out_dir: Path) -> tuple[Path, dict] | None:
