@@ -14,7 +14,6 @@ they were built from; a row is only a hint, checked in full before it is used.
 
 from __future__ import annotations
 
-import os
 import shutil
 import sqlite3
 import time
@@ -92,14 +91,16 @@ def _listed(manifest: dict) -> dict[str, str]:
 
 
 def _copy(source: Path, out_dir: Path, manifest: dict) -> dict | None:
-    """Copy ``source`` (but its ``eval/``) into ``out_dir`` atomically, as ``emit`` writes, its manifest
+    """Copy the output in ``source`` into ``out_dir`` atomically, as ``emit`` writes, its manifest
     saying where from: that manifest, or None when the source is busy or changed, or a copied shard
     does not match its manifest."""
-    from specc.emit import EVAL_DIR, _check_target, _fsync_tree, _make_tmp, _recover, _swap, output_lock
+    from specc.emit import _check_target, _fsync_tree, _make_tmp, _recover, _swap, output_lock
     from specc.emit.manifest import MANIFEST_NAME, dumps
     from specc.emit.shards import file_sha256
 
     listed = _listed(manifest)
+    if any(Path(p).is_absolute() or ".." in Path(p).parts for p in listed):
+        return None  # not a manifest emit wrote
     try:
         with output_lock(source):  # never blocks: a source being rebuilt is built from scratch instead
             if _read(source) != manifest:  # rewritten since it was checked
@@ -108,15 +109,14 @@ def _copy(source: Path, out_dir: Path, manifest: dict) -> dict | None:
             _recover(out_dir)
             tmp: Path | None = _make_tmp(out_dir)
             try:
-                for dirpath, dirnames, names in os.walk(source):
-                    rel = Path(dirpath).relative_to(source)
-                    if rel == Path("."):
-                        dirnames[:] = [d for d in dirnames if d != EVAL_DIR]
-                    (tmp / rel).mkdir(parents=True, exist_ok=True)
-                    for name in names:
-                        shutil.copyfile(Path(dirpath) / name, tmp / rel / name)
+                # What emit writes: the files at the top (card, manifest, report, task keys) and the shards
+                # the manifest lists; not eval/ (no file of a build) nor anything else left in the folder.
+                top = [p.name for p in source.iterdir() if p.is_file() and not p.name.startswith(".")]
+                for name in top + list(listed):
+                    (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(source / name, tmp / name)
                 for path, digest in listed.items():
-                    if not (tmp / path).is_file() or (digest and file_sha256(tmp / path) != digest):
+                    if digest and file_sha256(tmp / path) != digest:
                         return None
                 # Its "llm" and timestamps stay those of the build that wrote the corpus (like an up-to-date
                 # output's); this says the folder is a copy, and when it was made.
