@@ -42,6 +42,8 @@ class BuildResult:
     pushed: bool = False
     short_kinds: list[dict] = field(default_factory=list)  # kinds under half their quota: the build failed
     up_to_date: bool = False  # the output's fingerprint matched: nothing was called, curated or written
+    # The output was copied from this folder, built from the same inputs and cache entries (up_to_date is set).
+    copied_from: Path | None = None
     # Per principle, this run's {"calls", "cached"}: what an edit made the model write again.
     per_principle: dict[str, dict] = field(default_factory=dict)
 
@@ -260,6 +262,7 @@ def _build_locked(spec: Spec, out_dir: Path, *, cache_path, provider, model, bas
     from specc.generate.progress import Progress
     from specc.spec.advice import embedded
     from specc.emit.fingerprint import TASKS_NAME, inputs_fingerprint, results_fingerprint, up_to_date, write_task_keys
+    from specc.emit.outputs import copy_up_to_date, remember_output
     from specc.generate.engine import model_name
     from specc.generate.pricing import batch_prices, run_prices
     from specc.stages import Context, Pipeline
@@ -277,12 +280,18 @@ def _build_locked(spec: Spec, out_dir: Path, *, cache_path, provider, model, bas
     if batch_files is None:  # imported batch results are new work, whatever the fingerprint says
         try:
             fresh = up_to_date(out_dir, inputs, cache)
+            copied = None
+            if fresh is not None:
+                remember_output(cache, inputs, out_dir)
+            else:  # a new folder: an output this cache built from the same inputs is what a build would write
+                copied = copy_up_to_date(cache, inputs, out_dir)
         except BaseException:
             cache.close()
             raise
-        if fresh is not None:
+        if fresh is not None or copied is not None:
             cache.close()
-            return _unchanged(spec, out_dir, fresh, llm, push, allow_short)
+            source, manifest = copied or (None, fresh)
+            return _unchanged(spec, out_dir, manifest, llm, push, allow_short, copied_from=source)
     pipe = Pipeline(ctx)
     min_gap = topup_gaps(ctx)
     totals: dict = {}
@@ -394,6 +403,9 @@ def _build_locked(spec: Spec, out_dir: Path, *, cache_path, provider, model, bas
     if fingerprint is not None:
         writers.append(lambda root: write_task_keys(root, list(stamps)))
     manifest = emit(result.kept, spec, out_dir, build_info=build_info, extra_writers=writers, dropped=rejected)
+    if fingerprint is not None:
+        with Cache(Path(cache_path)) as c:
+            remember_output(c, inputs, out_dir)
     pushed = push and (allow_short or not failed)
     if pushed:
         from specc.emit.hub import push as push_to_hub
@@ -405,8 +417,10 @@ def _build_locked(spec: Spec, out_dir: Path, *, cache_path, provider, model, bas
                        generated, list(pipe.errors), short, pushed, failed, per_principle=per_principle)
 
 
-def _unchanged(spec: Spec, out_dir: Path, manifest: dict, llm, push: bool, allow_short: bool) -> BuildResult:
-    """The result of a build whose output is up to date: read from its manifest, nothing rewritten."""
+def _unchanged(spec: Spec, out_dir: Path, manifest: dict, llm, push: bool, allow_short: bool,
+               copied_from: Path | None = None) -> BuildResult:
+    """The result of a build whose output is up to date (or ``copied_from`` an up-to-date output built from the
+    same inputs): read from its manifest, nothing called, curated or rendered."""
     from specc.curate.shortfall import Short
 
     old = manifest.get("llm") or {}
@@ -423,7 +437,8 @@ def _unchanged(spec: Spec, out_dir: Path, manifest: dict, llm, push: bool, allow
 
         push_to_hub(out_dir, spec.output.hub.repo, private=spec.output.hub.private)
     return BuildResult(spec, out_dir, manifest, None, this_run, {}, Counter(manifest.get("dropped") or {}),
-                       manifest.get("rounds") or 0, short=short, pushed=pushed, short_kinds=failed, up_to_date=True)
+                       manifest.get("rounds") or 0, short=short, pushed=pushed, short_kinds=failed, up_to_date=True,
+                       copied_from=copied_from)
 
 
 def provenance(kept: list[Record], stamps: dict[str, tuple], prices: tuple[float, float]) -> dict:

@@ -185,3 +185,20 @@ def test_a_turn_with_no_words_is_not_a_scenario():
 
     scenarios, _, invalid = parse_scenarios("1. 2.\n2. Can I return my bike after 40 days?", "direct")
     assert [s.turns[-1].content for s in scenarios] == ["Can I return my bike after 40 days?"] and invalid == 1
+
+
+def test_the_document_markers_are_found_as_the_plain_lazy_pattern_finds_them():
+    import random
+    import re
+
+    from specc.stages.parsing import _DOC
+
+    lazy = re.compile(r"<document>(.*?)(?:</document>|\Z)", re.S | re.I)
+    texts = ["", "<document>", "<DOCUMENT>a</Document>b<document>cc", "x<document>a<b</document><document>long</document>",
+             "<document>a</document", "<document><</document>", "<document>a<document>b</document>",
+             "<plan>p</plan>\n<Document>\n\nİ ß <br> </documents> </DOCUMENT> after"]
+    rng = random.Random(3)
+    pieces = ["<document>", "</document>", "<", "</DOCUMENT>", "<doc", "</document", "word ", "\n", "İ", "</"]
+    texts += ["".join(rng.choice(pieces) for _ in range(rng.randrange(1, 30))) for _ in range(2000)]
+    for t in texts:
+        assert _DOC.findall(t) == lazy.findall(t), t

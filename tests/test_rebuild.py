@@ -51,6 +51,7 @@ def comparable(root: Path) -> dict[str, bytes]:
     out = {name: data for name, (_, data) in files(root).items() if name not in ("manifest.json", "report.html")}
     m = json.loads((root / "manifest.json").read_text())
     del m["created_at"], m["llm"]
+    m.pop("copied_from", None)
     m["fingerprint"].pop("results")
     for p in m["principles"].values():
         del p["calls"], p["cached"]
@@ -137,6 +138,42 @@ def test_an_edit_regenerates_one_principle_and_writes_what_a_clean_build_writes(
     assert comparable(out) == comparable(tmp_path / "clean")
 
 
+def test_a_build_into_a_new_folder_copies_an_up_to_date_output(tmp_path):
+    path = write_spec(tmp_path / "spec.yaml", spec())
+    cache, out = tmp_path / "cache.sqlite", tmp_path / "out"
+    with FakeServer(StageResponder()) as server:
+        build(path, server, cache, out)
+        first = server.completions
+        (out / "eval").mkdir()  # `specc eval`'s suite belongs to that output, not to a copy
+        (out / "eval" / "items.jsonl").write_text("{}\n")
+        (out / "documents" / "notes.txt").write_text("not a file a build writes\n")
+        source = files(out)
+
+        res = build(path, server, cache, tmp_path / "copy")
+        assert f"copied {out} to {tmp_path / 'copy'}" in res.output and "no call was made" in res.output, res.output
+        assert server.completions == first and files(out) == source  # the source is read, not touched
+        assert not (tmp_path / "copy" / "eval").exists()
+        copy = {name: data for name, (_, data) in files(tmp_path / "copy").items()}
+        assert copy.keys() == {name for name in source if not name.startswith("eval/")} - {"documents/notes.txt"}
+        assert all(copy[name] == source[name][1] for name in copy if name != "manifest.json")
+
+        # No copy is made of an output whose shard changed: with both spoilt, the build runs, from the cache.
+        kept = comparable(tmp_path / "copy")
+        for root in (out, tmp_path / "copy"):
+            shard = root / read_manifest(root)["shards"][0]["path"]
+            shard.write_bytes(shard.read_bytes()[:-1] + b"x")
+        res = build(path, server, cache, tmp_path / "built")
+        assert "copied" not in res.output and "0 calls" in res.output, res.output
+        # ...and the next build into another folder copies that complete output instead.
+        res = build(path, server, cache, tmp_path / "again")
+        assert f"copied {tmp_path / 'built'}" in res.output, res.output
+
+        # The same spec from nothing: a fresh cache and a fresh output folder.
+        build(path, server, tmp_path / "clean.sqlite", tmp_path / "clean")
+    assert kept == comparable(tmp_path / "built") == comparable(tmp_path / "clean")
+    assert comparable(tmp_path / "again") == comparable(tmp_path / "clean")
+
+
 def test_provenance_survives_rebuilds(tmp_path):
     path = write_spec(tmp_path / "spec.yaml", spec())
     cache, out = tmp_path / "cache.sqlite", tmp_path / "out"
@@ -158,11 +195,13 @@ def test_provenance_survives_rebuilds(tmp_path):
         build(path, server, cache, out)  # up to date: the card and manifest are the first build's
         assert read_manifest(out)["provenance"] == prov and cost in (out / "README.md").read_text()
 
-        # Into a new folder from a warm cache: this run made no call, the corpus still cost what it cost.
+        # Into a new folder from a warm cache: the output is copied, with the manifest of the build that
+        # wrote it (its "llm" says what that run did), and the corpus still cost what it cost.
+        calls = server.completions
         build(path, server, cache, tmp_path / "copy")
         m2 = read_manifest(tmp_path / "copy")
-        assert m2["llm"]["calls"] == 0 and m2["llm"]["cost_usd"] == 0
-        assert m2["provenance"] == prov
+        assert server.completions == calls and m2["copied_from"]["path"] == str(out)
+        assert m2["llm"] == m["llm"] and m2["provenance"] == prov
         card = (tmp_path / "copy" / "README.md").read_text()
         assert cost in card
 

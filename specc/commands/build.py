@@ -57,10 +57,15 @@ def build_cmd(
     budget = r.spec.corpus.budget.tokens
     llm = r.llm
     if r.up_to_date:
-        _say(f"{r.out_dir} is up to date: nothing changed since it was built, so no call was made and "
-             f"nothing was rewritten ({counts.get('document', 0):,} documents and "
-             f"{counts.get('demonstration', 0):,} demonstrations, {r.kept_tokens:,} tokens)"
-             + (f"; pushed it to {r.spec.output.hub.repo}" if r.pushed else ""))
+        what = (f"{counts.get('document', 0):,} documents and {counts.get('demonstration', 0):,} demonstrations, "
+                f"{r.kept_tokens:,} tokens")
+        pushed = f"; pushed it to {r.spec.output.hub.repo}" if r.pushed else ""
+        if r.copied_from is not None:
+            _say(f"copied {r.copied_from} to {r.out_dir}: it was built from the same spec and cached results, "
+                 f"so it is what this build would write and no call was made ({what}){pushed}")
+        else:
+            _say(f"{r.out_dir} is up to date: nothing changed since it was built, so no call was made and "
+                 f"nothing was rewritten ({what}){pushed}")
         _finish(r, push, allow_short)
         return
     _say(f"built {counts.get('document', 0):,} documents and {counts.get('demonstration', 0):,} demonstrations: "

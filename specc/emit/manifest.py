@@ -120,7 +120,7 @@ def build_manifest(spec: Spec, build_info: dict, rows: dict[str, list[SizedRow]]
         "diversity": diversity_summary,
         "dropped": _sorted(dict(build_info.get("dropped") or {})),
         "llm": {k: llm.get(k) for k in LLM_KEYS if k in llm},
-        # The generations behind the corpus whichever run made them ("llm" is what this run did).
+        # The generations behind the corpus whichever run made them ("llm" is what the run that wrote it did).
         "provenance": build_info.get("provenance") or {},
         "fingerprint": build_info.get("fingerprint"),
         "rounds": build_info.get("rounds"),

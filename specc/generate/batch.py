@@ -111,6 +111,7 @@ class BatchExecutor:
         self._imported = 0  # results imported by the earlier rounds of this build
         self._resumed: set[str] = set()  # local ids of earlier runs' batches this executor took over
         self._kept: set[str] = set()  # imported results stored before a task of this build asked for them
+        self._stored: set[str] = set()  # imported results stored while tasks were served, one by one
         self.api = BatchClient(llm, max_retries=max_retries, retry_base_delay=retry_base_delay,
                                retry_max_delay=retry_max_delay)
         self._preflight_done = False
@@ -186,20 +187,26 @@ class BatchExecutor:
 
     # -- the DAG ------------------------------------------------------------------------
     async def _submit(self, r: _Run, tasks: Iterable[Task]) -> None:
-        """Serve cached and imported results at once (depth-first through their follow-ups); queue the rest."""
-        stack = [iter(tasks)]
+        """Serve cached and imported results at once (depth-first through their follow-ups); queue the rest.
+
+        Each list of tasks is looked up in the cache with one query, as the engine does.
+        """
+        stack = [self._frame(r, tasks)]
         while stack:
-            task = next(stack[-1], None)
-            if task is None:
+            todo, found = stack[-1]
+            if not todo:
                 stack.pop()
                 continue
+            task = todo.pop()
             key = task.key
             if self.progress:
                 self.progress.add(task.stage)
             if key in r.waiting:
                 r.waiting[key].append(task)
                 continue
-            gen = self.cache.get(key)
+            gen = found.pop(key, None)
+            if gen is None and key in self._stored:  # stored since this list was looked up
+                gen = self.cache.get(key)
             if gen is None and key in self.imports:
                 gen = self._take_import(r, task)
                 if gen is None:
@@ -217,7 +224,13 @@ class BatchExecutor:
                 count_cached(r.stats, self.prices, task.stage, gen, self.progress)
             follow = await _call(r.on_result, task, gen)
             if follow:
-                stack.append(iter(follow))
+                stack.append(self._frame(r, follow))
+
+    def _frame(self, r: _Run, tasks: Iterable[Task]) -> tuple[list[Task], dict[str, Generation]]:
+        """The tasks (reversed, to pop in order) and their cached results, looked up in one query."""
+        todo = list(tasks)
+        todo.reverse()
+        return todo, self.cache.get_many({t.key for t in todo if t.key not in r.waiting})
 
     def _take_import(self, r: _Run, task: Task) -> Generation | None:
         """An imported result for ``task``, stored before use; a failed line leaves the task for the next wave."""
@@ -227,6 +240,7 @@ class BatchExecutor:
             r.ready[task.key] = None
             return None
         self.cache.put(task.key, task, out)
+        self._stored.add(task.key)
         r.stats.imported += 1
         count_call(r.stats, self.prices, task.stage, out, self.progress)
         return out

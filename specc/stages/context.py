@@ -46,6 +46,8 @@ class Context:
     _sizing: dict | None = field(default=None, repr=False)
     _principles: dict[str, Principle] = field(default_factory=dict, repr=False)
     _bases: dict[tuple[str, bool], dict] = field(default_factory=dict, repr=False)
+    # specc.stages.scenarios.pair, per (principle, conflict kind or not, examples): a partner is found by a scan.
+    _pairs: dict[tuple[str, bool, bool], tuple] = field(default_factory=dict, repr=False)
 
     @classmethod
     def create(cls, spec: Spec, model: str) -> Context:

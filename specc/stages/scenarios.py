@@ -40,12 +40,16 @@ def n_system_for(spec: Spec, kind: str) -> int:
 
 
 def pair(ctx: Context, p: Principle, kind: str, *, examples: bool = True) -> tuple[Principle | None, dict]:
-    """The conflict partner of ``p`` (for a ``conflict`` kind) and its template variables."""
-    partner = partner_of(ctx.spec, p) if kind == "conflict" else None
-    return partner, {
-        "partner": partner.model_dump(mode="json", exclude={"examples"}) if partner else None,
-        "partner_text": format_principle(partner, examples=examples) if partner else "",
-    }
+    """The conflict partner of ``p`` (for a ``conflict`` kind) and its template variables (shared: not to be changed)."""
+    key = (p.id, kind == "conflict", examples)
+    found = ctx._pairs.get(key)
+    if found is None:
+        partner = partner_of(ctx.spec, p) if kind == "conflict" else None
+        found = ctx._pairs[key] = (partner, {
+            "partner": partner.model_dump(mode="json", exclude={"examples"}) if partner else None,
+            "partner_text": format_principle(partner, examples=examples) if partner else "",
+        })
+    return found
 
 
 class ScenariosInput(Input):
