@@ -151,20 +151,26 @@ def flat_text(content: list[str]) -> str:
 
 
 def brief_pieces(prompt: list[str], content: list[str], shared: dict[str, str] | None = None,
-                 known: str = "") -> tuple[str, ...]:
+                 known: str = "", seen: dict[str, bool] | None = None) -> tuple[str, ...]:
     """The prompt's own lines and sentences, leaving out those that quote ``content`` (the spec, the idea)
     or ``known`` (content already in ``flat_text`` form): a record may repeat the principle it is about,
     not its instructions.
 
     ``shared`` (one per build) interns the pieces: most come from the template and are the same
-    for every record of a stage, so a large corpus stores each once.
+    for every record of a stage, so a large corpus stores each once. ``seen`` (one per ``known``)
+    remembers whether a piece occurs in ``known``, which can be the whole spec's text.
     """
-    known = "\n".join(x for x in (known, flat_text(content)) if x)
+    about = flat_text(content)
+    seen = {} if seen is None else seen
     shared = {} if shared is None else shared
     out = set()
     for text in prompt:
         for piece in pieces(text):
-            if piece not in known:
+            # Pieces hold no newline, so one found in neither text is not in the two joined either.
+            in_known = seen.get(piece)
+            if in_known is None:
+                in_known = seen[piece] = piece in known
+            if not in_known and piece not in about:
                 out.add(shared.setdefault(piece, piece))
     return tuple(sorted(out))
 

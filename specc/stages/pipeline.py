@@ -72,7 +72,8 @@ class Pipeline:
     # Records carry their prompt's own lines for the echo check (Record.brief); the walk of plan and
     # diff never curates, so it leaves them out.
     briefs: bool = True
-    _known: dict[tuple[str, ...], str] = field(default_factory=dict, repr=False)
+    # Per principle ids: the spec's words about them in flat form, and which prompt pieces occur in those.
+    _known: dict[tuple[str, ...], tuple[str, dict[str, bool]]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.stages = all_stages()
@@ -148,8 +149,8 @@ class Pipeline:
         ids = tuple(p.id for p in principles if p is not None)
         known = self._known.get(ids)
         if known is None:
-            known = self._known[ids] = flat_text(spec_content(*principles) + [self.ctx.spec_text])
-        return brief_pieces(prompt, about, self.ctx.pieces, known)
+            known = self._known[ids] = (flat_text(spec_content(*principles) + [self.ctx.spec_text]), {})
+        return brief_pieces(prompt, about, self.ctx.pieces, *known)
 
     def sorted_records(self) -> list[Record]:
         """Records in a stable order, whatever order the tasks finished in."""
