@@ -54,7 +54,10 @@ async def dag(llm: OpenAILLM, cache: Cache, ideas: list[Task], n: int, concurren
 
     engine = Engine(llm, cache, concurrency=concurrency, max_retries=50)
     cpu, t0 = time.process_time(), time.perf_counter()
-    stats = await engine.run(ideas, on_result)
+    try:
+        stats = await engine.run(ideas, on_result)
+    finally:
+        await llm.aclose()  # its connections belong to this event loop
     return time.perf_counter() - t0, done, time.process_time() - cpu, stats.retries
 
 
@@ -63,8 +66,11 @@ async def barrier(llm: OpenAILLM, cache: Cache, ideas: list[Task], n: int, concu
     docs: list[Task] = []
     engine = Engine(llm, cache, concurrency=concurrency, max_retries=50)
     t0 = time.perf_counter()
-    await engine.run(ideas, lambda t, g: docs.extend(fan_out(llm.id, t, g.text, n)) and None)
-    await engine.run(docs, lambda t, g: None)
+    try:
+        await engine.run(ideas, lambda t, g: docs.extend(fan_out(llm.id, t, g.text, n)) and None)
+        await engine.run(docs, lambda t, g: None)
+    finally:
+        await llm.aclose()
     return time.perf_counter() - t0
 
 

@@ -86,6 +86,7 @@ class OpenAILLM:
             raise AuthError(f"{api_key_env} is not set; export your OpenAI API key in {api_key_env}")
         self._client_obj: openai.AsyncOpenAI | None = None
         self._client_loop: weakref.ref | None = None
+        self._chat_url = ""
         self._json_ok = True
         self._max_tokens_field = "max_tokens"
 
@@ -101,6 +102,10 @@ class OpenAILLM:
                 http_client=http_client(self.base_url, self.timeout),
             )
             self._client_loop = weakref.ref(loop)
+            # The SDK merges a relative path with its base URL on every call, parsing the URL once more;
+            # the merged URL, made once, is the same string.
+            base = self._client_obj.base_url
+            self._chat_url = str(base.copy_with(raw_path=base.raw_path + b"chat/completions"))
         return self._client_obj
 
     @property
@@ -175,7 +180,8 @@ class OpenAILLM:
             try:
                 # The raw post skips the SDK's per-call request transform and response models, which
                 # halves client CPU per call at high concurrency; status errors are still the SDK's own.
-                raw = await self._client.post("/chat/completions", body=body, cast_to=httpx2.Response)
+                client = self._client
+                raw = await client.post(self._chat_url, body=body, cast_to=httpx2.Response)
                 resp = raw.json()
                 break
             except openai.BadRequestError as e:
