@@ -224,6 +224,10 @@ class OpenAILLM:
         return e
 
     async def aclose(self) -> None:
+        """Close the client's connections; call it in the event loop that made them (``Engine.run_sync`` does).
+
+        An aiohttp pool left open is reported as an unclosed session when it is collected.
+        """
         if self._client_obj is not None:
             await self._client_obj.close()
         self._client_obj = self._client_loop = None
