@@ -9,7 +9,11 @@ With ``--rate-limit-rate R`` the server answers that share of requests with HTTP
 ``Retry-After: --retry-after`` seconds, as a rate-limited API does; the ideal then counts only the
 successful calls, so the gap shows what backing off costs in throughput.
 
-    python benchmarks/engine.py [--ideas 150] [--fan-out 6] [--concurrency 32] [--rate-limit-rate 0.2]
+With ``--instant`` the server answers at once and only the DAG runs: the client's CPU per call
+is then the engine's, the provider's and the cache's own cost at the rate a build reaches
+(the last line is ``cpu_ms_per_call=<ms>``), e.g. ``--instant --ideas 3000 --concurrency 64``.
+
+    python benchmarks/engine.py [--ideas 150] [--fan-out 6] [--concurrency 32] [--rate-limit-rate 0.2] [--instant]
 """
 
 from __future__ import annotations
@@ -54,7 +58,10 @@ async def dag(llm: OpenAILLM, cache: Cache, ideas: list[Task], n: int, concurren
 
     engine = Engine(llm, cache, concurrency=concurrency, max_retries=50)
     cpu, t0 = time.process_time(), time.perf_counter()
-    stats = await engine.run(ideas, on_result)
+    try:
+        stats = await engine.run(ideas, on_result)
+    finally:
+        await llm.aclose()  # its connections belong to this event loop
     return time.perf_counter() - t0, done, time.process_time() - cpu, stats.retries
 
 
@@ -63,8 +70,11 @@ async def barrier(llm: OpenAILLM, cache: Cache, ideas: list[Task], n: int, concu
     docs: list[Task] = []
     engine = Engine(llm, cache, concurrency=concurrency, max_retries=50)
     t0 = time.perf_counter()
-    await engine.run(ideas, lambda t, g: docs.extend(fan_out(llm.id, t, g.text, n)) and None)
-    await engine.run(docs, lambda t, g: None)
+    try:
+        await engine.run(ideas, lambda t, g: docs.extend(fan_out(llm.id, t, g.text, n)) and None)
+        await engine.run(docs, lambda t, g: None)
+    finally:
+        await llm.aclose()
     return time.perf_counter() - t0
 
 
@@ -75,9 +85,11 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--rate-limit-rate", type=float, default=0.0, help="share of requests answered with HTTP 429")
     ap.add_argument("--retry-after", type=float, default=1.0, help="seconds each 429 asks the client to wait")
+    ap.add_argument("--instant", action="store_true", help="no server latency: measure the client's CPU per call")
     args = ap.parse_args()
+    latency = (0.0, 0.0) if args.instant else LATENCY
 
-    cmd = [sys.executable, str(ROOT / "tests" / "fakeserver.py"), "--port", "0", "--latency", "%g,%g" % LATENCY]
+    cmd = [sys.executable, str(ROOT / "tests" / "fakeserver.py"), "--port", "0", "--latency", "%g,%g" % latency]
     if args.rate_limit_rate:
         cmd += ["--fault-rate", str(args.rate_limit_rate), "--faults", "429", "--retry-after", str(args.retry_after)]
     server = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
@@ -91,16 +103,23 @@ def main() -> None:
                 asyncio.run(dag(llm, c, warm, 1, args.concurrency))
             with Cache(Path(tmp) / "dag.sqlite") as c:
                 wall, done, cpu, retries = asyncio.run(dag(llm, c, ideas, args.fan_out, args.concurrency))
-            with Cache(Path(tmp) / "barrier.sqlite") as c:
-                wall_barrier = asyncio.run(barrier(llm, c, ideas, args.fan_out, args.concurrency))
+            if not args.instant:
+                with Cache(Path(tmp) / "barrier.sqlite") as c:
+                    wall_barrier = asyncio.run(barrier(llm, c, ideas, args.fan_out, args.concurrency))
     finally:
         server.terminate()
         server.stdout.close()
         server.wait(timeout=10)
 
+    calls = len(done)
+    if args.instant:
+        print(f"tasks            {calls} ({args.ideas} ideas x {args.fan_out} documents each + the ideas)")
+        print(f"concurrency      {args.concurrency}")
+        print(f"wall             {wall:8.2f} s   ({calls / wall:.0f} calls/s)")
+        print(f"cpu_ms_per_call={1000 * cpu / calls:.3f}")
+        return
     total_latency = sum(latency_for([dict(m) for m in t.messages], LATENCY) for t in done)
     ideal = total_latency / args.concurrency
-    calls = len(done)
     print(f"tasks            {calls} ({args.ideas} ideas x {args.fan_out} documents each + the ideas)")
     print(f"concurrency      {args.concurrency}")
     if args.rate_limit_rate:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import threading
 
 from rich.console import Console
 
@@ -56,6 +57,21 @@ def test_rich_bars_on_a_terminal(tmp_path):
         _run(p, tmp_path)
     out = buf.getvalue()
     assert "ideas" in out and "document" in out and "14/14" in out and "tok/s" in out
+
+
+def test_live_bars_start_no_thread_and_draw_the_last_state():
+    """A refresh thread would keep curation from forking its workers (it refuses fork with threads running)."""
+    buf = io.StringIO()
+    before = threading.active_count()
+    with Progress(live=True, console=_console(buf, True)) as p:
+        p.add("ideas", 3)
+        for _ in range(3):  # faster than RENDER_INTERVAL: only the first event is drawn at once
+            p.update("ideas", output_tokens=10)
+        assert p._bars is not None and threading.active_count() == before
+        assert "0/3" in buf.getvalue() and "3/3" not in buf.getvalue()
+        p.batch("b1", "in_progress", 1, 0, 4)  # a batch's new state is drawn at once
+        assert "batch b1 in_progress" in buf.getvalue() and "1/4" in buf.getvalue()
+    assert "3/3" in buf.getvalue() and threading.active_count() == before  # close draws the final state
 
 
 def test_quiet_prints_nothing(tmp_path):

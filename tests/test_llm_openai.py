@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import email.utils
+import socket
+import sys
+import threading
 import time
 
+import openai
 import pytest
 
 from fakeserver import FakeServer, Reply
@@ -12,10 +16,19 @@ from specc.generate.base import TaskError, TransientError
 from specc.errors import AuthError, EndpointError
 from specc.generate.base import LLM, SamplingParams
 from specc.generate.factory import llm_id, make_llm
-from specc.generate.openai import OpenAILLM, public_url, retry_after
+from specc.generate import openai as provider
+from specc.generate.openai import OpenAILLM, http_client, public_url, retry_after
 from specc.spec.schema import Generator
 
 MSG = [{"role": "user", "content": "hello world"}]
+
+
+@pytest.fixture(params=["aiohttp", "httpx2"])
+def transport(request, monkeypatch):
+    """Each test runs over the SDK's aiohttp transport (the default) and its httpx2 one (the fallback)."""
+    if request.param == "httpx2":
+        monkeypatch.setattr(provider, "http_client", lambda *a: None)
+    return request.param
 
 
 def test_ids_name_the_model_not_the_url_and_factory_flags_override_the_spec(monkeypatch):
@@ -44,7 +57,7 @@ def test_retry_after_header_forms():
     assert retry_after({}) is None and retry_after(None) is None
 
 
-async def test_generate_returns_text_usage_and_finish_reason():
+async def test_generate_returns_text_usage_and_finish_reason(transport):
     with FakeServer(lambda body: Reply("one two three four", "length")) as server:
         llm = OpenAILLM("fake-model", base_url=server.url, timeout=5)
         g = await llm.generate(MSG, SamplingParams(max_tokens=4))
@@ -63,7 +76,7 @@ async def test_generate_returns_text_usage_and_finish_reason():
         ("hang", TransientError, "timed out"),
     ],
 )
-async def test_faults_are_transient(fault, kind, text):
+async def test_faults_are_transient(fault, kind, text, transport):
     with FakeServer(hang_seconds=3) as server:
         llm = OpenAILLM("fake-model", base_url=server.url, timeout=0.5)
         server.force(fault)
@@ -74,7 +87,7 @@ async def test_faults_are_transient(fault, kind, text):
         assert e.value.retry_after == pytest.approx(0.05)
 
 
-async def test_bad_request_is_a_task_error():
+async def test_bad_request_is_a_task_error(transport):
     def responder(body):
         return Reply("context too long", status=400)
 
@@ -119,3 +132,48 @@ async def test_preflight_tolerates_servers_without_models_listing():
         with pytest.raises(EndpointError, match="check base_url"):
             await llm.generate(MSG, SamplingParams())
         await llm.aclose()
+
+
+def test_the_aiohttp_transport_is_used_when_installed(monkeypatch):
+    assert isinstance(http_client("http://127.0.0.1:8000/v1", 5), openai.DefaultAioHttpClient)
+    # A URL with credentials keeps httpx2, which sends them as basic auth; so does a missing aiohttp.
+    assert http_client("http://u:p@127.0.0.1:8000/v1", 5) is None
+    monkeypatch.setitem(sys.modules, "aiohttp", None)
+    assert http_client("http://127.0.0.1:8000/v1", 5) is None
+
+
+def _closing_server() -> int:
+    """A port whose server reads a request and closes the connection without answering."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+
+    def serve():
+        while True:
+            conn, _ = srv.accept()
+            conn.recv(65536)
+            conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return srv.getsockname()[1]
+
+
+async def test_refused_and_dropped_connections_are_told_apart(transport):
+    """Both transports sort a refused connection (unreachable) apart from one the server closed."""
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    llm = OpenAILLM("fake-model", base_url=f"http://127.0.0.1:{port}/v1", timeout=5)
+    with pytest.raises(TransientError, match="cannot connect") as e:
+        await llm.generate(MSG, SamplingParams())
+    assert e.value.unreachable
+    with pytest.raises(EndpointError, match="cannot reach"):
+        await llm.preflight()
+    await llm.aclose()
+
+    llm = OpenAILLM("fake-model", base_url=f"http://127.0.0.1:{_closing_server()}/v1", timeout=5)
+    with pytest.raises(TransientError, match="connection dropped") as e:
+        await llm.generate(MSG, SamplingParams())
+    assert not e.value.unreachable
+    assert "did not finish listing" in await llm.preflight()
+    await llm.aclose()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import os
+import sys
 import time
 import weakref
 from urllib.parse import urlsplit, urlunsplit
@@ -85,6 +86,7 @@ class OpenAILLM:
             raise AuthError(f"{api_key_env} is not set; export your OpenAI API key in {api_key_env}")
         self._client_obj: openai.AsyncOpenAI | None = None
         self._client_loop: weakref.ref | None = None
+        self._chat_url = ""
         self._json_ok = True
         self._max_tokens_field = "max_tokens"
 
@@ -96,9 +98,14 @@ class OpenAILLM:
             # Local servers (vLLM, llama.cpp, Ollama) ignore the key but the client requires one.
             key = os.environ.get(self.api_key_env) or "EMPTY"
             self._client_obj = openai.AsyncOpenAI(
-                api_key=key, base_url=self.base_url, timeout=self.timeout, max_retries=0
+                api_key=key, base_url=self.base_url, timeout=self.timeout, max_retries=0,
+                http_client=http_client(self.base_url, self.timeout),
             )
             self._client_loop = weakref.ref(loop)
+            # The SDK merges a relative path with its base URL on every call, parsing the URL once more;
+            # the merged URL, made once, is the same string.
+            base = self._client_obj.base_url
+            self._chat_url = str(base.copy_with(raw_path=base.raw_path + b"chat/completions"))
         return self._client_obj
 
     @property
@@ -133,16 +140,16 @@ class OpenAILLM:
             served = [m.id for m in page.data]
         except (openai.AuthenticationError, openai.PermissionDeniedError) as e:
             raise self._auth_error(e) from None
-        except openai.APITimeoutError:
-            return (
-                f"{self._where()} did not list its models within {wait:g} s (a server busy generating may not "
-                f"answer until it is idle); going on with the normal timeout ({self.timeout:g} s) and retries"
-            )
-        except openai.APIConnectionError as e:
-            if isinstance(e.__cause__, httpx2.ConnectError):  # refused, unknown host, TLS: nothing is there
+        except openai.APIConnectionError as e:  # APITimeoutError included
+            if _connect_failed(e):  # refused, unknown host, TLS: nothing is there
                 raise EndpointError(
                     f"cannot reach {self._where()}: {_cause(e)}; is the server running and base_url right?"
                 ) from None
+            if _timed_out(e):
+                return (
+                    f"{self._where()} did not list its models within {wait:g} s (a server busy generating may not "
+                    f"answer until it is idle); going on with the normal timeout ({self.timeout:g} s) and retries"
+                )
             return f"{self._where()} did not finish listing its models ({_cause(e)}); going on with retries"
         except (openai.APIStatusError, openai.APIResponseValidationError, ValueError, TypeError, AttributeError):
             return None  # some servers have no usable /models; the first completion will tell
@@ -173,7 +180,8 @@ class OpenAILLM:
             try:
                 # The raw post skips the SDK's per-call request transform and response models, which
                 # halves client CPU per call at high concurrency; status errors are still the SDK's own.
-                raw = await self._client.post("/chat/completions", body=body, cast_to=httpx2.Response)
+                client = self._client
+                raw = await client.post(self._chat_url, body=body, cast_to=httpx2.Response)
                 resp = raw.json()
                 break
             except openai.BadRequestError as e:
@@ -205,20 +213,42 @@ class OpenAILLM:
             if status >= 500 or status in (408, 409):
                 return TransientError(f"HTTP {status}", retry_after=retry_after(e.response.headers))
             return TaskError(f"HTTP {status}: {_message(e)}")
-        if isinstance(e, openai.APITimeoutError):
+        if isinstance(e, openai.APIConnectionError) and _connect_failed(e):
+            return TransientError(f"cannot connect to {self._where()}: {_cause(e)}", unreachable=True)
+        if _timed_out(e):
             return TransientError(f"timed out after {self.timeout:g} s")
         if isinstance(e, openai.APIConnectionError):
-            if isinstance(e.__cause__, httpx2.ConnectError):
-                return TransientError(f"cannot connect to {self._where()}: {_cause(e)}", unreachable=True)
             return TransientError(f"connection dropped: {_cause(e)}")
         if isinstance(e, (openai.APIResponseValidationError, ValueError)):
             return TransientError(f"malformed response: {type(e).__name__}")
         return e
 
     async def aclose(self) -> None:
+        """Close the client's connections; call it in the event loop that made them (``Engine.run_sync`` does).
+
+        An aiohttp pool left open is reported as an unclosed session when it is collected.
+        """
         if self._client_obj is not None:
             await self._client_obj.close()
         self._client_obj = self._client_loop = None
+
+
+def http_client(base_url: str, timeout: float) -> httpx2.AsyncClient | None:
+    """The SDK's aiohttp transport (``openai.DefaultAioHttpClient``), or None for the SDK's own httpx2 pool.
+
+    At hundreds of calls a second the httpx2/httpcore2 pool cost more client CPU than anything else in
+    a call; the aiohttp transport costs about a quarter of that. Limits, timeouts and redirects stay the
+    SDK's defaults either way. httpx2 serves when aiohttp is not installed, and for a URL carrying
+    credentials: httpx2 sends them as basic auth in place of the key, aiohttp refuses the pair.
+    """
+    parts = urlsplit(base_url)
+    if parts.username or parts.password:
+        return None
+    try:
+        import aiohttp  # noqa: F401
+    except ImportError:
+        return None
+    return openai.DefaultAioHttpClient(timeout=timeout)
 
 
 def chat_body(
@@ -272,6 +302,31 @@ def _message(e: openai.APIStatusError) -> str:
         if isinstance(inner, dict) and inner.get("message"):
             return str(inner["message"])
     return e.message
+
+
+def _aiohttp_cause(e: BaseException) -> BaseException | None:
+    """The aiohttp exception behind an SDK error, when the aiohttp transport raised it."""
+    aiohttp = sys.modules.get("aiohttp")  # not imported: the aiohttp transport was never used
+    inner = e.__cause__.__cause__ if e.__cause__ is not None else None
+    return inner if aiohttp is not None and isinstance(inner, aiohttp.ClientError) else None
+
+
+def _connect_failed(e: BaseException) -> bool:
+    """True when no connection could be made (refused, unknown host, TLS), whichever transport tried.
+
+    The aiohttp transport reports every lost connection as httpx2.ConnectTimeout (an APITimeoutError),
+    so aiohttp's own exception decides, not the SDK's class.
+    """
+    if isinstance(e.__cause__, httpx2.ConnectError):
+        return True
+    inner = _aiohttp_cause(e)
+    return inner is not None and isinstance(inner, sys.modules["aiohttp"].ClientConnectorError)
+
+
+def _timed_out(e: BaseException) -> bool:
+    """An APITimeoutError that is a timeout (see ``_connect_failed``), not a connection the server closed."""
+    inner = _aiohttp_cause(e)
+    return isinstance(e, openai.APITimeoutError) and (inner is None or isinstance(inner, asyncio.TimeoutError))
 
 
 def _cause(e: BaseException) -> str:

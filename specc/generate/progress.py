@@ -141,6 +141,8 @@ class Progress:
         for stage in self._stale:
             self._render_bar(stage)
         self._stale.clear()
+        if self._bars is not None:
+            self._bars.refresh()
 
     def _start_bars(self) -> None:
         if self._bars is None:
@@ -155,6 +157,9 @@ class Progress:
                 TimeElapsedColumn(),
                 console=self.console,
                 transient=False,
+                # No refresh thread: specc redraws when it changes the bars (a few times a second at
+                # most, see _changed). A thread would also keep curation from forking its workers.
+                auto_refresh=False,
             )
             self._bars.start()
 
@@ -182,6 +187,7 @@ class Progress:
         # The description column carries the state; the token and cost columns belong to the stages.
         self._bars.update(self._bar_ids[bar], description=f"batch {name} {state}", total=requests,
                           completed=completed + failed, fails=failed)
+        self._bars.refresh()  # a batch changes every few seconds at most: drawn at once
 
     def close(self) -> None:
         """Stop the bars, or print the final plain line."""
