@@ -119,6 +119,12 @@ def quality(n_docs: int, seed: int) -> dict:
     }
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and of its finished worker processes."""
+    return sum(getattr(resource.getrusage(who), f) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+               for f in ("ru_utime", "ru_stime"))
+
+
 def full_pass(n: int, workdir: Path) -> dict:
     from specc.curate import Curator
     from specc.spec.schema import Spec
@@ -160,16 +166,20 @@ def full_pass(n: int, workdir: Path) -> dict:
         records.append(Record(kind="document", principle_id=src.principle_id, genre=src.genre, text=copy))
     made = time.perf_counter() - t
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), cpu_seconds()
     result = Curator(spec).run(records)
-    elapsed = time.perf_counter() - t
+    elapsed, cpu = time.perf_counter() - t, cpu_seconds() - cpu
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # A forked worker's resident set counts the pages it shares with this process too.
+    peak_workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return {
         "records": len(records),
         "generate_seconds": round(made, 1),
         "curate_seconds": round(elapsed, 1),
+        "curate_cpu_seconds": round(cpu, 1),
         "docs_per_second": round(len(records) / elapsed),
         "peak_rss_mb": round(peak),
+        "peak_rss_workers_mb": round(peak_workers),
         "peak_rss_before_curate_mb": round(rss_before),
         "kept": len(result.kept),
         "dropped": dict(result.dropped),

@@ -320,9 +320,11 @@ def _build_locked(spec: Spec, out_dir: Path, *, cache_path, provider, model, bas
                 return result, rounds
             rounds += 1
 
-    async def generate_and_close():
+    outcome: list = []
+
+    async def generate_and_close() -> None:
         try:
-            return await generate()
+            outcome.append(await generate())
         finally:  # the provider's connections belong to this loop
             close = getattr(llm, "aclose", None)
             if close is not None:
@@ -330,7 +332,11 @@ def _build_locked(spec: Spec, out_dir: Path, *, cache_path, provider, model, bas
 
     try:
         with Progress(quiet=quiet) as progress:
-            result, rounds = asyncio.run(generate_and_close())
+            # The corpus is handed over outside the task's result: on the way out asyncio.run formats its
+            # main task (and so the task's result) while restoring the Ctrl-C handler, which for a whole
+            # corpus cost seconds and a repr the size of every text.
+            asyncio.run(generate_and_close())
+        result, rounds = outcome[0]
         # One query for every result the build used: the usage behind the corpus, whichever run paid
         # for it, and the identity of each entry for the fingerprint.
         stamps = cache.usage(pipe.used)

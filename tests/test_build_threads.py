@@ -1,11 +1,21 @@
-"""A build stops the event loop's idle executor threads before curating, so curation can fork its workers."""
+"""How a build runs its event loop: idle executor threads stop before curation (so curation can fork its
+workers), and the corpus never passes through asyncio's formatting of the main task."""
 
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
+from pathlib import Path
 
-from specc.build import _Threads
+sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "stages"))
+
+from fakeserver import FakeServer  # noqa: E402
+from responder import StageResponder  # noqa: E402
+from stagekit import spec_dict, write_spec  # noqa: E402
+
+from specc.build import _Threads, run_build  # noqa: E402
+from specc.records import Record  # noqa: E402
 
 
 def _executor_threads() -> list[str]:
@@ -25,3 +35,14 @@ def test_idle_executor_threads_stop_and_later_rounds_still_resolve_names():
 
     asyncio.run(main())
     assert _executor_threads() == []
+
+
+def test_a_build_never_formats_its_records(tmp_path, monkeypatch):
+    """asyncio.run formats its main task's result on the way out: a corpus returned from it was repr'd whole."""
+    formatted = []
+    monkeypatch.setattr(Record, "__repr__", lambda self: formatted.append(self.id) or "Record(...)")
+    path = write_spec(tmp_path / "spec.yaml", spec_dict(2, budget={"tokens": 1500}))
+    with FakeServer(StageResponder()) as server:
+        result = run_build(path, provider="openai", model="fake-model", base_url=server.url,
+                           cache_path=tmp_path / "cache.sqlite", quiet=True)
+    assert result.kept and formatted == []
