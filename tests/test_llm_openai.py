@@ -98,7 +98,7 @@ async def test_bad_request_is_a_task_error(transport):
         await llm.aclose()
 
 
-async def test_max_completion_tokens_fallback():
+async def test_max_completion_tokens_fallback(transport):
     seen = []
 
     def responder(body):
@@ -125,13 +125,27 @@ async def test_auth_error_message_never_contains_the_key(monkeypatch):
     assert "K" in str(e.value) and "s3cr3t" not in str(e.value)
 
 
-async def test_preflight_tolerates_servers_without_models_listing():
+async def test_preflight_tolerates_servers_without_models_listing(transport):
     with FakeServer() as server:
         llm = OpenAILLM("fake-model", base_url=server.url + "/nomodels", timeout=5)
         await llm.preflight()  # /models is 404 there: no verdict until the first completion
         with pytest.raises(EndpointError, match="check base_url"):
             await llm.generate(MSG, SamplingParams())
         await llm.aclose()
+
+
+async def test_calls_carry_the_key_and_a_rejected_key_is_fatal_without_showing_it(transport, monkeypatch):
+    monkeypatch.setenv("K", "right-key")
+    with FakeServer(api_key="right-key") as server:
+        llm = OpenAILLM("fake-model", base_url=server.url, api_key_env="K", timeout=5)
+        assert (await llm.generate(MSG, SamplingParams())).text
+        await llm.aclose()
+        monkeypatch.setenv("K", "s3cr3t-wrong")
+        llm = OpenAILLM("fake-model", base_url=server.url, api_key_env="K", timeout=5)
+        with pytest.raises(AuthError, match="HTTP 401") as e:
+            await llm.generate(MSG, SamplingParams())
+        await llm.aclose()
+    assert "s3cr3t" not in str(e.value)
 
 
 def test_the_aiohttp_transport_is_used_when_installed(monkeypatch):
@@ -177,3 +191,20 @@ async def test_refused_and_dropped_connections_are_told_apart(transport):
     assert not e.value.unreachable
     assert "did not finish listing" in await llm.preflight()
     await llm.aclose()
+
+
+def test_chat_calls_take_the_proxy_the_environment_names(monkeypatch):
+    from specc.generate.openai import env_proxy
+
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "all_proxy",
+                 "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    assert env_proxy("https://api.openai.com/v1/chat/completions") is None
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "localhost,127.0.0.1,.corp")
+    assert env_proxy("https://api.openai.com/v1/chat/completions") == "http://proxy.internal:3128"
+    assert env_proxy("http://vllm.corp:8000/v1/chat/completions") is None  # NO_PROXY
+    assert env_proxy("http://127.0.0.1:8000/v1/chat/completions") is None
+    assert env_proxy("http://gpu-box:8000/v1/chat/completions") is None  # HTTPS_PROXY does not cover http
+    monkeypatch.setenv("ALL_PROXY", "http://all.internal:3128")
+    assert env_proxy("http://gpu-box:8000/v1/chat/completions") == "http://all.internal:3128"
