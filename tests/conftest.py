@@ -26,3 +26,23 @@ def fake_server(request):
     """A started FakeServer; parametrize indirectly with a dict of FakeServer kwargs to configure it."""
     with FakeServer(**getattr(request, "param", {})) as server:
         yield server
+
+
+@pytest.fixture
+def cache_queries(monkeypatch):
+    """``queries = cache_queries()`` counts the cache's ``get`` and ``get_many`` calls from then on."""
+    from specc.generate.cache import Cache
+
+    def start() -> dict[str, int]:
+        queries = {"get": 0, "get_many": 0}
+        for name in queries:
+            real = getattr(Cache, name)
+
+            def counted(self, *a, _real=real, _name=name, **k):
+                queries[_name] += 1
+                return _real(self, *a, **k)
+
+            monkeypatch.setattr(Cache, name, counted)
+        return queries
+
+    return start

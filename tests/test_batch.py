@@ -80,19 +80,11 @@ def test_an_unchanged_rerun_submits_nothing_even_with_the_server_gone(cache):
     assert stats.calls == 0 and stats.batches == 0 and stats.cached == 5 * (1 + FAN_OUT)
 
 
-def test_a_warm_rerun_reads_the_cache_one_list_of_tasks_per_query(cache, monkeypatch):
+def test_a_warm_rerun_reads_the_cache_one_list_of_tasks_per_query(cache, cache_queries):
     with FakeServer() as server:
         two_stage(executor(server, cache), 6)
         url = server.url
-    queries = {"get": 0, "get_many": 0}
-    for name in queries:
-        real = getattr(Cache, name)
-
-        def counted(self, *a, _real=real, _name=name, **k):
-            queries[_name] += 1
-            return _real(self, *a, **k)
-
-        monkeypatch.setattr(Cache, name, counted)
+    queries = cache_queries()
     stats = two_stage(executor(type("Gone", (), {"url": url})(), cache), 6)
     # The first list, then one per parent's follow-ups; none of them one task at a time.
     assert stats.calls == 0 and stats.cached == 6 * (1 + FAN_OUT)

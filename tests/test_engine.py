@@ -103,7 +103,7 @@ def test_rerun_is_served_from_cache_even_with_the_server_gone(cache):
     assert again.calls == 0 and again.cached == 60 and all(texts)
 
 
-def test_a_warm_rerun_reads_the_cache_one_list_of_tasks_per_query(cache, monkeypatch):
+def test_a_warm_rerun_reads_the_cache_one_list_of_tasks_per_query(cache, cache_queries):
     with FakeServer() as server:
         llm = OpenAILLM("fake-model", base_url=server.url, timeout=5)
         tasks = [task(llm, f"p{i}") for i in range(40)]
@@ -116,15 +116,7 @@ def test_a_warm_rerun_reads_the_cache_one_list_of_tasks_per_query(cache, monkeyp
 
         first = Engine(llm, cache, concurrency=4).run_sync(tasks, fan)
     assert first.calls == 40 + 160 + 1 and first.cached == 39
-    queries = {"get": 0, "get_many": 0}
-    for name in queries:
-        real = getattr(Cache, name)
-
-        def counted(self, *a, _real=real, _name=name, **k):
-            queries[_name] += 1
-            return _real(self, *a, **k)
-
-        monkeypatch.setattr(Cache, name, counted)
+    queries = cache_queries()
     # The server is gone: everything comes from the cache, in 1 + 40 lookups (the first list, then
     # one per parent's follow-ups), none of them one task at a time.
     again = Engine(llm, cache, concurrency=4).run_sync(tasks, fan)

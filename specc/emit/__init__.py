@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+from contextlib import contextmanager
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -144,9 +145,7 @@ def emit(
 
 def _emit_locked(records, spec: Spec, out_dir: Path, build_info: dict, extra_writers, fmt: str,
                  shard_bytes: int, dropped: Iterable[tuple[Record, str]]) -> dict:
-    _recover(out_dir)
-    tmp: Path | None = _make_tmp(out_dir)
-    try:
+    with staged(out_dir) as tmp:
         rows = collect(records, spec.corpus.seed)
         shards = []
         for config in CONFIGS:
@@ -157,13 +156,22 @@ def _emit_locked(records, spec: Spec, out_dir: Path, build_info: dict, extra_wri
         (tmp / MANIFEST_NAME).write_text(dumps(manifest), encoding="utf-8")
         for writer in extra_writers:
             writer(tmp)
+    return manifest
+
+
+@contextmanager
+def staged(out_dir: Path) -> Iterator[Path]:
+    """A new folder beside ``out_dir`` to write a whole output into: synced to disk and swapped into place
+    when the block ends, removed when it raises. The caller holds ``out_dir``'s lock."""
+    _recover(out_dir)
+    tmp = _make_tmp(out_dir)
+    try:
+        yield tmp
         _fsync_tree(tmp)
         _swap(tmp, out_dir)
-        tmp = None
-        return manifest
-    finally:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def iter_rows(out_dir: Path, config: str) -> Iterator[dict]:

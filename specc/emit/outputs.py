@@ -94,7 +94,7 @@ def _copy(source: Path, out_dir: Path, manifest: dict) -> dict | None:
     """Copy the output in ``source`` into ``out_dir`` atomically, as ``emit`` writes, its manifest
     saying where from: that manifest, or None when the source is busy or changed, or a copied shard
     does not match its manifest."""
-    from specc.emit import _check_target, _fsync_tree, _make_tmp, _recover, _swap, output_lock
+    from specc.emit import _check_target, output_lock, staged
     from specc.emit.manifest import MANIFEST_NAME, dumps
     from specc.emit.shards import file_sha256
 
@@ -106,32 +106,27 @@ def _copy(source: Path, out_dir: Path, manifest: dict) -> dict | None:
             if _read(source) != manifest:  # rewritten since it was checked
                 return None
             _check_target(out_dir)
-            _recover(out_dir)
-            tmp: Path | None = _make_tmp(out_dir)
-            try:
+            with staged(out_dir) as tmp:
                 # What emit writes: the files at the top (card, manifest, report, task keys) and the shards
                 # the manifest lists; not eval/ (no file of a build) nor anything else left in the folder.
                 top = [p.name for p in source.iterdir() if p.is_file() and not p.name.startswith(".")]
                 for name in top + list(listed):
                     (tmp / name).parent.mkdir(parents=True, exist_ok=True)
                     shutil.copyfile(source / name, tmp / name)
-                for path, digest in listed.items():
-                    if digest and file_sha256(tmp / path) != digest:
-                        return None
+                if any(digest and file_sha256(tmp / path) != digest for path, digest in listed.items()):
+                    raise _Spoiled
                 # Its "llm" and timestamps stay those of the build that wrote the corpus (like an up-to-date
                 # output's); this says the folder is a copy, and when it was made.
                 copied = {**manifest, "copied_from": {
                     "path": str(source), "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}}
                 (tmp / MANIFEST_NAME).write_text(dumps(copied), encoding="utf-8")
-                _fsync_tree(tmp)
-                _swap(tmp, out_dir)
-                tmp = None
-                return copied
-            finally:
-                if tmp is not None:
-                    shutil.rmtree(tmp, ignore_errors=True)
-    except (OutputBusyError, OSError):
+            return copied
+    except (OutputBusyError, OSError, _Spoiled):
         return None
+
+
+class _Spoiled(Exception):
+    """A copied shard does not match its manifest: the copy is dropped, the build runs."""
 
 
 def _read(source: Path) -> dict | None:
