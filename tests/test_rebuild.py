@@ -85,6 +85,28 @@ def test_an_unchanged_rebuild_is_up_to_date_and_rewrites_nothing(tmp_path):
         assert files(out)["manifest.json"][0] != before["manifest.json"][0]
 
 
+def test_a_damaged_shard_is_rebuilt_not_reported_up_to_date(tmp_path):
+    path = write_spec(tmp_path / "spec.yaml", spec())
+    cache, out = tmp_path / "cache.sqlite", tmp_path / "out"
+    with FakeServer(StageResponder()) as server:
+        build(path, server, cache, out)
+        first = server.completions
+        good = comparable(out)
+        m = read_manifest(out)
+        dropped = (m.get("dropped_rows") or {}).get("shards") or []
+        for shard in (m["shards"][0], *dropped[:1]):
+            data = bytearray((out / shard["path"]).read_bytes())
+            data[len(data) // 2] ^= 0xFF  # same size, other bytes
+            (out / shard["path"]).write_bytes(bytes(data))
+            res = build(path, server, cache, out)
+            assert "up to date" not in res.output and server.completions == first, res.output
+            assert comparable(out) == good
+        (out / m["shards"][0]["path"]).write_bytes(b"")  # truncated
+        res = build(path, server, cache, out)
+        assert "up to date" not in res.output and comparable(out) == good
+        assert "up to date" in build(path, server, cache, out).output
+
+
 def test_a_version_change_changes_the_inputs_fingerprint(tmp_path, monkeypatch):
     from specc.emit.fingerprint import inputs_fingerprint
     from specc.spec.load import load_spec

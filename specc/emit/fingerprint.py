@@ -92,8 +92,19 @@ def up_to_date(out_dir: Path, inputs: str, cache) -> dict | None:
     fp = manifest.get("fingerprint") or {}
     if not fp.get("results") or fp.get("inputs") != inputs:
         return None
-    for shard in manifest.get("shards") or []:
-        if not (out_dir / shard["path"]).is_file():
+    from specc.emit.shards import file_sha256
+
+    # Every shard as written: a truncated or damaged file is rebuilt, not reported up to date (hashing
+    # a 25M-token corpus's shards takes a fraction of a second).
+    listed = list(manifest.get("shards") or []) + list((manifest.get("dropped_rows") or {}).get("shards") or [])
+    for shard in listed:
+        path = out_dir / shard["path"]
+        try:
+            if path.stat().st_size != shard.get("bytes", path.stat().st_size):
+                return None
+        except OSError:
+            return None
+        if shard.get("sha256") and file_sha256(path) != shard["sha256"]:
             return None
     keys = read_task_keys(out_dir)
     if keys is None or len(keys) != fp.get("tasks"):
