@@ -77,10 +77,13 @@ def read_task_keys(out_dir: Path) -> list[str] | None:
         return None
 
 
-def up_to_date(out_dir: Path, inputs: str, cache) -> dict | None:
+def up_to_date(out_dir: Path, inputs: str, cache, *, check_shards: bool = True) -> dict | None:
     """The manifest of ``out_dir`` when a build with these ``inputs`` and this cache would write it again
-    unchanged; None when anything differs (or the output is missing, unreadable or incomplete)."""
-    from specc.emit.manifest import read_manifest
+    unchanged; None when anything differs (or the output is missing, unreadable or incomplete).
+
+    ``check_shards=False`` leaves the shards' sizes and hashes to the caller (a copy checks its own)."""
+    from specc.emit.manifest import listed_shards, read_manifest
+    from specc.emit.shards import file_sha256
     from specc.errors import SpeccError
 
     if not (out_dir / "manifest.json").is_file():
@@ -92,12 +95,9 @@ def up_to_date(out_dir: Path, inputs: str, cache) -> dict | None:
     fp = manifest.get("fingerprint") or {}
     if not fp.get("results") or fp.get("inputs") != inputs:
         return None
-    from specc.emit.shards import file_sha256
-
     # Every shard as written: a truncated or damaged file is rebuilt, not reported up to date (hashing
     # a 25M-token corpus's shards takes a fraction of a second).
-    listed = list(manifest.get("shards") or []) + list((manifest.get("dropped_rows") or {}).get("shards") or [])
-    for shard in listed:
+    for shard in listed_shards(manifest) if check_shards else ():
         path = out_dir / shard["path"]
         try:
             if path.stat().st_size != shard.get("bytes", path.stat().st_size):

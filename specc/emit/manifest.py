@@ -138,6 +138,11 @@ def build_manifest(spec: Spec, build_info: dict, rows: dict[str, list[SizedRow]]
     }
 
 
+def listed_shards(manifest: dict) -> list[dict]:
+    """Every shard a manifest lists: the corpus's, then the dropped rows'."""
+    return list(manifest.get("shards") or []) + list((manifest.get("dropped_rows") or {}).get("shards") or [])
+
+
 def dumps(manifest: dict) -> str:
     return json.dumps(manifest, indent=2, ensure_ascii=False, default=str) + "\n"
 

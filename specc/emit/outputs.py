@@ -73,7 +73,7 @@ def copy_up_to_date(cache, inputs: str, out_dir: Path) -> tuple[Path, dict] | No
     from specc.emit.fingerprint import up_to_date
 
     for source in known_outputs(cache, inputs, out_dir):
-        manifest = up_to_date(source, inputs, cache)
+        manifest = up_to_date(source, inputs, cache, check_shards=False)  # _copy checks the copied shards
         if manifest is None:
             forget_output(cache, inputs, source)
             continue
@@ -84,21 +84,15 @@ def copy_up_to_date(cache, inputs: str, out_dir: Path) -> tuple[Path, dict] | No
     return None
 
 
-def _listed(manifest: dict) -> dict[str, str]:
-    """{path: sha256} of the shards and dropped-row shards a manifest lists."""
-    shards = list(manifest.get("shards") or []) + list((manifest.get("dropped_rows") or {}).get("shards") or [])
-    return {s["path"]: s.get("sha256") for s in shards}
-
-
 def _copy(source: Path, out_dir: Path, manifest: dict) -> dict | None:
     """Copy the output in ``source`` into ``out_dir`` atomically, as ``emit`` writes, its manifest
     saying where from: that manifest, or None when the source is busy or changed, or a copied shard
     does not match its manifest."""
     from specc.emit import _check_target, output_lock, staged
-    from specc.emit.manifest import MANIFEST_NAME, dumps
+    from specc.emit.manifest import MANIFEST_NAME, dumps, listed_shards
     from specc.emit.shards import file_sha256
 
-    listed = _listed(manifest)
+    listed = {s["path"]: s.get("sha256") for s in listed_shards(manifest)}
     if any(Path(p).is_absolute() or ".." in Path(p).parts for p in listed):
         return None  # not a manifest emit wrote
     try:
