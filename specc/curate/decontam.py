@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from specc.curate.base import Normalised, Step
-from specc.curate.normalize import ngram_hashes, normalize
+from specc.curate.normalize import char_spans, ngram_hashes, normalize
 from specc.errors import InputError
 from specc.records import Record
 from specc.spec.schema import Spec
@@ -154,14 +154,7 @@ class Decontaminator(Step):
 
     def contaminated(self, texts: list[str]) -> list[set[int]]:
         """For each normalised text, the indices of the sources it overlaps (empty when clean)."""
-        hits: list[set[int]] = []
-        lo = size = 0
-        for i, t in enumerate(texts):  # in chunks of about _CHUNK_CHARS: the hash arrays stay cache-sized
-            size += len(t) + 1
-            if size >= _CHUNK_CHARS or i == len(texts) - 1:
-                hits += self._contaminated(texts[lo : i + 1])
-                lo, size = i + 1, 0
-        return hits
+        return [h for lo, hi in char_spans(map(len, texts), _CHUNK_CHARS) for h in self._contaminated(texts[lo:hi])]
 
     def _contaminated(self, texts: list[str]) -> list[set[int]]:
         hits: list[set[int]] = [set() for _ in texts]

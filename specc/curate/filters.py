@@ -96,12 +96,12 @@ def _language_identifier():
     return ident, frozenset(ident.labels)
 
 
-def _target_prob(texts: list[str], language: str, near: float | None = None) -> list[float]:
-    """Probability that each text is in ``language``.
+def _target_prob(texts: list[str], language: str, near: float) -> list[float]:
+    """Probability that each text is in ``language``, for comparing with ``near``.
 
-    With ``near``, the texts are scored together as one sparse product, accurate to about 1e-6,
-    and only those within a factor of two of ``near`` are scored again exactly as py3langid does:
-    a comparison with ``near`` comes out as the library's would, for a fraction of the cost.
+    The texts are scored together as one sparse product, accurate to about 1e-6, and only those
+    within a factor of two of ``near`` are scored again exactly as py3langid does: a comparison
+    with ``near`` comes out as the library's would, for a fraction of the cost.
     """
     ident, labels = _language_identifier()
     if language not in labels:
@@ -111,9 +111,6 @@ def _target_prob(texts: list[str], language: str, near: float | None = None) -> 
     out: list[float] = []
     for i in range(0, len(texts), _LANG_CHUNK):
         chunk = texts[i : i + _LANG_CHUNK]
-        if near is None:
-            out += _batch_probs(ident, chunk, language)
-            continue
         probs = _fast_probs(ident, *_walk(ident, chunk), language)
         unsure = [j for j, p in enumerate(probs) if near / 2 <= p <= near * 2]
         if unsure:

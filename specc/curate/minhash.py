@@ -18,7 +18,7 @@ from functools import lru_cache
 import numpy as np
 
 from specc.curate.base import process_context
-from specc.curate.normalize import ngram_hashes, normalize
+from specc.curate.normalize import char_spans, ngram_hashes, normalize
 
 # datasketch (and scipy under it) is imported only where it is used, so worker processes,
 # which need numpy alone, start in a fraction of a second.
@@ -112,17 +112,9 @@ def _sign_chunk(texts: list[str], a: np.ndarray, b: np.ndarray, ngram: int) -> n
 def _sign(texts: list[str], a: np.ndarray, b: np.ndarray, ngram: int, raw: bool) -> np.ndarray:
     """Signatures of a list of texts, in cache-sized chunks (also the worker-process entry point)."""
     out = np.empty((len(texts), len(a)), dtype=np.uint32)
-    chunk: list[str] = []
-    lo = size = 0
-    for i, t in enumerate(texts):
-        t = normalize(t) if raw else t  # chunk by chunk: normalised copies never pile up
-        chunk.append(t)
-        size += len(t) + 1
-        if size >= _CHUNK_CHARS:
-            out[lo : i + 1] = _sign_chunk(chunk, a, b, ngram)
-            chunk, lo, size = [], i + 1, 0
-    if chunk:
-        out[lo:] = _sign_chunk(chunk, a, b, ngram)
+    for lo, hi in char_spans(map(len, texts), _CHUNK_CHARS):
+        chunk = texts[lo:hi]  # normalised chunk by chunk: the copies never pile up
+        out[lo:hi] = _sign_chunk([normalize(t) for t in chunk] if raw else chunk, a, b, ngram)
     return out
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import string
 import unicodedata
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 
@@ -23,6 +24,20 @@ def normalize(text: str) -> str:
         return " ".join(text.lower().translate(_ASCII_PUNCT).split())
     text = unicodedata.normalize("NFKC", text).casefold()
     return " ".join(_PUNCT_RE.sub("", text).split())
+
+
+def char_spans(sizes: Iterable[int], limit: int) -> Iterator[tuple[int, int]]:
+    """Consecutive ``(lo, hi)`` index spans of texts of these ``sizes`` holding about ``limit`` characters each:
+    how batches of texts are cut so their hash arrays stay cache-sized."""
+    lo = total = 0
+    i = -1
+    for i, n in enumerate(sizes):
+        total += n + 1
+        if total >= limit:
+            yield lo, i + 1
+            lo, total = i + 1, 0
+    if lo <= i:
+        yield lo, i + 1
 
 
 # Polynomial rolling hash over UTF-8 bytes, mod 2**64 (numpy's wrap-around). An odd base is
